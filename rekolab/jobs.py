@@ -1,0 +1,326 @@
+"""Job lifecycle: IN_PROGRESS -> SUCCEEDED | FAILED, on disk under the rekolab home.
+
+* **Start** checks ``ClientRequestToken`` idempotency first (same operation, token
+  and parameters -> the same JobId, no re-run, no second notification; other
+  parameters -> ``IdempotentParameterMismatchException``), then resolves and probes
+  the video (bad input raises at once), then the open-job limit
+  (``LimitExceededException``; default 20, ``REKOLAB_MAX_JOBS``), then queues the
+  job on a small worker pool (``REKOLAB_WORKERS``, default 1: the models use every
+  core already). A queued job is IN_PROGRESS, as in Rekognition.
+* **Run** decodes sampled frames on a prefetch thread, runs the operation's
+  analyzer batch by batch, and streams RecordBatches into a parquet file that is
+  renamed into place only when complete: the job's results are one Arrow table,
+  written atomically. Any failure ends the job FAILED with a StatusMessage.
+* **Notify**: when a job ends, the SNS-shaped message ``{JobId, Status, API,
+  JobTag, Timestamp, Video{S3ObjectName, S3Bucket}}`` goes to the Python callbacks
+  subscribed to its ``NotificationChannel.SNSTopicArn`` (or to all topics).
+* **Restart**: a job whose owning process died before finishing reads FAILED
+  ("interrupted") from then on; it never has half-written results.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import store
+from .errors import (IdempotentParameterMismatchException, LimitExceededException,
+                     ResourceNotFoundException)
+from .requests import StartRequest
+from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, probe, resolve_video
+from .video import plan as plan_decode
+
+__all__ = ["JobManager", "JobRecord", "TOKEN_TTL_S", "DEFAULT_MAX_JOBS"]
+
+log = logging.getLogger("rekolab.jobs")
+
+DEFAULT_MAX_JOBS = 20
+TOKEN_TTL_S = 7 * 24 * 3600  # ClientRequestToken and results live 7 days in Rekognition
+BATCH_SIZE = 16
+
+
+def _jobs_dir() -> Path:
+    return store.home() / "jobs"
+
+
+def _proc_start(pid: int) -> str | None:
+    """A process's start time (Linux /proc), to tell a live owner from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+_OWNER = {"pid": os.getpid(), "start": _proc_start(os.getpid())}
+
+
+@dataclass
+class JobRecord:
+    """What ``job.json`` holds. ``request`` is the canonical Start* request."""
+
+    job_id: str
+    operation: str
+    request: dict
+    status: str = "IN_PROGRESS"
+    status_message: str | None = None
+    video_metadata: dict | None = None
+    created_ms: int = 0
+    completed_ms: int | None = None
+    owner: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)
+    sampled_frames: int | None = None
+    rows: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return _jobs_dir() / self.job_id
+
+    def save(self) -> None:
+        store.atomic_write_json(self.path / "job.json", self.__dict__)
+
+    @classmethod
+    def load(cls, job_id: str) -> "JobRecord":
+        path = _jobs_dir() / job_id / "job.json"
+        try:
+            return cls(**store.read_json(path))
+        except FileNotFoundError:
+            raise ResourceNotFoundException(f"The job id {job_id} was not found.") from None
+
+
+class _Running:
+    """In-memory state of a job this process runs."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.total = 0
+        self.completed = 0
+        self.listeners: list[Callable[[int, int], None]] = []
+        self.stop = threading.Event()
+
+
+# Jobs this process runs, shared by every JobManager in it (so a second client in
+# the same process never mistakes a live job for an interrupted one).
+_RUNNING: dict[str, _Running] = {}
+
+
+class JobManager:
+    """Runs and remembers jobs. One per :class:`rekolab.Client`; the notebook API
+    shares the default client's manager."""
+
+    def __init__(self, *, max_concurrent_jobs: int | None = None, workers: int | None = None):
+        self.max_concurrent_jobs = int(max_concurrent_jobs or os.environ.get("REKOLAB_MAX_JOBS")
+                                       or DEFAULT_MAX_JOBS)
+        self._executor = ThreadPoolExecutor(
+            max_workers=int(workers or os.environ.get("REKOLAB_WORKERS") or 1),
+            thread_name_prefix="rekolab-job")
+        self._lock = threading.RLock()
+        self._running = _RUNNING
+        self._subscribers: list[tuple[str | None, Callable[[dict], None]]] = []
+        self._tables: dict[str, pa.Table] = {}
+
+    # -- notifications ---------------------------------------------------------------
+    def subscribe(self, callback: Callable[[dict], None], topic_arn: str | None = None) -> Callable[[], None]:
+        """Call ``callback(message)`` when a job ends; ``topic_arn`` limits it to jobs
+        whose NotificationChannel names that topic. Returns an unsubscribe function."""
+        entry = (topic_arn, callback)
+        with self._lock:
+            self._subscribers.append(entry)
+
+        def unsubscribe():
+            with self._lock:
+                if entry in self._subscribers:
+                    self._subscribers.remove(entry)
+        return unsubscribe
+
+    def _notify(self, record: JobRecord, video) -> None:
+        channel = record.request.get("NotificationChannel") or {}
+        message = {
+            "JobId": record.job_id,
+            "Status": record.status,
+            "API": record.operation,
+            "Timestamp": record.completed_ms,
+            "Video": video.notification_video(),
+        }
+        if record.request.get("JobTag"):
+            message["JobTag"] = record.request["JobTag"]
+        with self._lock:
+            targets = [cb for topic, cb in self._subscribers
+                       if topic is None or topic == channel.get("SNSTopicArn")]
+        for cb in targets:
+            try:
+                cb(dict(message))
+            except Exception:  # a broken callback must not break the job
+                log.exception("notification callback %r failed", cb)
+
+    # -- start -----------------------------------------------------------------------
+    def start(self, request: StartRequest, token: str | None, buckets: dict[str, str]) -> str:
+        with self._lock:
+            if token is not None:
+                existing = self._check_token(request, token)
+                if existing is not None:
+                    return existing
+            video = resolve_video(request.video, buckets)
+            metadata = probe(video.path)
+            open_jobs = sum(1 for r in self._running.values() if not r.done.is_set())
+            if open_jobs >= self.max_concurrent_jobs:
+                raise LimitExceededException(
+                    f"{open_jobs} open Jobs for User rekolab Maximum limit: {self.max_concurrent_jobs}",
+                    request.operation)
+            job_id = secrets.token_hex(32)
+            record = JobRecord(job_id=job_id, operation=request.operation, request=request.params,
+                               video_metadata=metadata.to_dict(), created_ms=int(time.time() * 1000),
+                               owner=_OWNER)
+            record.save()
+            if token is not None:
+                store.atomic_write_json(self._token_path(request.operation, token), {
+                    "fingerprint": request.fingerprint, "job_id": job_id, "created": time.time()})
+            running = _Running()
+            self._running[job_id] = running
+        self._executor.submit(self._run, record, video, running)
+        return job_id
+
+    @staticmethod
+    def _token_path(operation: str, token: str) -> Path:
+        return store.home() / "tokens" / f"{operation}-{token}.json"
+
+    def _check_token(self, request: StartRequest, token: str) -> str | None:
+        path = self._token_path(request.operation, token)
+        try:
+            entry = store.read_json(path)
+        except FileNotFoundError:
+            return None
+        if time.time() - entry["created"] > TOKEN_TTL_S:
+            return None  # expired: the token can be used again
+        if entry["fingerprint"] != request.fingerprint:
+            raise IdempotentParameterMismatchException(
+                f"The ClientRequestToken: {token} you have supplied is already in use "
+                f"with other parameters (job {entry['job_id']}).", request.operation)
+        return entry["job_id"]
+
+    # -- run -------------------------------------------------------------------------
+    def _run(self, record: JobRecord, video, running: _Running) -> None:
+        from .analysis import analyzer_for
+
+        tmp = record.path / "results.parquet.part"
+        try:
+            analyzer = analyzer_for(record.operation, record.request)
+            record.models = analyzer.models()
+            plan = plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE)
+            running.total = len(plan)
+            record.sampled_frames = len(plan)
+            meta = {b"rekolab": _json_bytes({
+                "JobId": record.job_id, "API": record.operation, "Request": record.request,
+                "VideoMetadata": record.video_metadata, "Models": record.models})}
+            rows = 0
+            with pq.ParquetWriter(tmp, analyzer.schema.with_metadata(meta)) as writer:
+                for batch in plan.batches(BATCH_SIZE, prefetch=2, stop=running.stop):
+                    out = analyzer(batch)
+                    if out.num_rows:
+                        writer.write_batch(out)
+                    rows += out.num_rows
+                    running.completed += len(batch)
+                    for listener in list(running.listeners):
+                        listener(running.completed, running.total)
+            os.replace(tmp, record.path / "results.parquet")
+            record.rows = rows
+            record.status = "SUCCEEDED"
+        except VideoDecodeError as exc:
+            record.status, record.status_message = "FAILED", f"Video decoding failed: {exc}"
+        except Exception as exc:
+            log.exception("job %s failed", record.job_id)
+            record.status = "FAILED"
+            record.status_message = f"{type(exc).__name__}: {exc}"
+        finally:
+            if record.status != "SUCCEEDED":
+                tmp.unlink(missing_ok=True)
+            record.completed_ms = int(time.time() * 1000)
+            record.save()
+            running.done.set()
+            self._notify(record, video)
+
+    # -- read ------------------------------------------------------------------------
+    def record(self, job_id: str) -> JobRecord:
+        """The job's record; a job whose owner process died reads FAILED."""
+        record = JobRecord.load(job_id)
+        if record.status == "IN_PROGRESS" and job_id not in self._running and not _owner_alive(record.owner):
+            record.status = "FAILED"
+            record.status_message = (f"Job interrupted: the process that ran it (pid "
+                                     f"{record.owner.get('pid')}) exited before it finished")
+            record.completed_ms = int(time.time() * 1000)
+            (record.path / "results.parquet.part").unlink(missing_ok=True)
+            record.save()
+        return record
+
+    def table(self, job_id: str) -> pa.Table:
+        """The results of a SUCCEEDED job (memory-mapped, cached)."""
+        with self._lock:
+            table = self._tables.get(job_id)
+        if table is None:
+            table = pq.read_table(JobRecord.load(job_id).path / "results.parquet", memory_map=True)
+            with self._lock:
+                self._tables[job_id] = table
+        return table
+
+    def wait(self, job_id: str, timeout: float | None = None,
+             on_progress: Callable[[int, int], None] | None = None) -> JobRecord:
+        """Block until the job ends (or ``timeout`` s pass); event-driven, no polling
+        for jobs this process runs."""
+        running = self._running.get(job_id)
+        if running is None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            record = self.record(job_id)
+            delay = 0.05
+            while record.status == "IN_PROGRESS":  # owned by another live process
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                record = self.record(job_id)
+            return record
+        if on_progress is not None:
+            running.listeners.append(on_progress)
+            on_progress(running.completed, running.total)
+        try:
+            running.done.wait(timeout)
+        finally:
+            if on_progress is not None and on_progress in running.listeners:
+                running.listeners.remove(on_progress)
+        return self.record(job_id)
+
+    def progress(self, job_id: str) -> tuple[int, int]:
+        running = self._running.get(job_id)
+        return (running.completed, running.total) if running else (0, 0)
+
+
+def _owner_alive(owner: dict) -> bool:
+    pid = owner.get("pid")
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return False  # this process's live jobs are in _RUNNING; any other is a dead predecessor's
+    start = _proc_start(pid)
+    if start is not None:
+        return start == owner.get("start")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _json_bytes(value) -> bytes:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str).encode()

@@ -1,0 +1,101 @@
+"""Model registry: names -> loaded models on a device.
+
+Where weights come from, in order:
+
+1. an explicit path given by the caller;
+2. ``REKOLAB_MODEL_DIR`` (a folder laid out like ``../shared/models``:
+   ``insightface/models/<pack>/``, ``face_attributes/``, ``coco_detection/``, ``clip/``);
+3. the upstream library's own download (insightface's ``buffalo_l``, open_clip's
+   pretrained tags), for users with internet.
+
+Models with no upstream download (the 68-point landmark and expression models)
+are simply absent when not found, and the attributes they produce are left out.
+
+Heavy libraries (onnxruntime, insightface, torch) are imported here, lazily.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from pathlib import Path
+
+__all__ = [
+    "model_dir",
+    "find_model_file",
+    "onnx_providers",
+    "onnx_session",
+    "has_cuda",
+    "require",
+]
+
+
+def model_dir() -> Path | None:
+    """The offline model folder from ``REKOLAB_MODEL_DIR``, if set and present."""
+    value = os.environ.get("REKOLAB_MODEL_DIR")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_dir() else None
+
+
+def find_model_file(relative: str, explicit: str | os.PathLike | None = None) -> Path | None:
+    """Resolve a weights file: ``explicit`` if given (must exist), else under
+    ``REKOLAB_MODEL_DIR``; ``None`` when neither has it."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        return path
+    root = model_dir()
+    if root is not None and (root / relative).is_file():
+        return root / relative
+    return None
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or fail with an install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            f"this feature needs {module}: pip install 'rekolab[{extra}]'"
+        ) from exc
+
+
+@functools.lru_cache(maxsize=1)
+def has_cuda() -> bool:
+    """True when onnxruntime can run on a CUDA GPU here."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def onnx_providers() -> list[str]:
+    """onnxruntime providers: CUDA first when a GPU is present, CPU otherwise.
+
+    ``REKOLAB_DEVICE=cpu`` forces the CPU even with a GPU."""
+    if os.environ.get("REKOLAB_DEVICE", "").lower() != "cpu" and has_cuda():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+_session_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_session(path: str, providers: tuple[str, ...]):
+    ort = require("onnxruntime", "faces")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # keep shape warnings out of notebooks
+    return ort.InferenceSession(path, sess_options=options, providers=list(providers))
+
+
+def onnx_session(path: str | os.PathLike):
+    """One shared onnxruntime session per model file and provider list."""
+    with _session_lock:
+        return _cached_session(str(Path(path).resolve()), tuple(onnx_providers()))

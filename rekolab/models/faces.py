@@ -1,0 +1,163 @@
+"""The insightface face pack: detector, recognizer, and attribute models.
+
+Which pack, in order:
+
+1. ``pack=`` given to :func:`face_pack` (a pack name, or a folder in insightface's
+   layout ``<root>/models/<pack>/``), else ``REKOLAB_FACE_PACK``;
+2. under ``REKOLAB_MODEL_DIR/insightface/models/``: ``buffalo_l`` when present, else
+   the first pack (by name) that has a recognition model, else the first pack;
+3. insightface's own ``buffalo_l`` (downloaded by insightface into ``~/.insightface``
+   for users with internet).
+
+The pack is loaded with insightface's ``FaceAnalysis`` (it picks each file's role
+from its graph). Face detection uses only the detector and the attribute models;
+the recognizer (any embedding size: 512-d for buffalo_l, 128-d for MobileFaceNet,
+batch fixed at 1 for some exports) is loaded for search and celebrities.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import model_dir, onnx_providers, require
+
+__all__ = ["FacePack", "face_pack", "resolve_pack_dir", "DEFAULT_PACK"]
+
+DEFAULT_PACK = "buffalo_l"
+DET_SIZE = (640, 640)
+
+
+def resolve_pack_dir(pack: str | os.PathLike | None = None) -> tuple[str, Path | None]:
+    """``(pack name, pack folder)``; the folder is None when insightface must download it."""
+    pack = pack if pack is not None else os.environ.get("REKOLAB_FACE_PACK") or None
+    if pack is not None and (os.sep in str(pack) or Path(pack).is_dir()):
+        folder = Path(pack).expanduser().resolve()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"face pack folder not found: {folder}")
+        return folder.name, folder
+    root = model_dir()
+    packs_root = root / "insightface" / "models" if root else None
+    if packs_root is not None and packs_root.is_dir():
+        if pack is not None:
+            if (packs_root / pack).is_dir():
+                return pack, packs_root / pack
+        else:
+            candidates = sorted(p for p in packs_root.iterdir() if p.is_dir() and any(p.glob("*.onnx")))
+            if (packs_root / DEFAULT_PACK).is_dir():
+                return DEFAULT_PACK, packs_root / DEFAULT_PACK
+            for p in candidates:
+                if _has_recognizer(p):
+                    return p.name, p
+            if candidates:
+                return candidates[0].name, candidates[0]
+    return (pack or DEFAULT_PACK), None
+
+
+def _has_recognizer(folder: Path) -> bool:
+    """True when one of the pack's graphs takes a 112x112 face (insightface's rule)."""
+    onnx = require("onnx", "faces")
+    for f in folder.glob("*.onnx"):
+        try:
+            graph = onnx.load(str(f), load_external_data=False).graph
+            dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+        except Exception:
+            continue
+        if len(dims) == 4 and dims[2] == 112 and dims[3] == 112 and len(graph.output) == 1:
+            return True
+    return False
+
+
+@dataclass(frozen=True, repr=False)
+class FacePack:
+    """A loaded face pack. ``version`` is what collections call FaceModelVersion."""
+
+    name: str
+    folder: Path | None
+    analysis: object  # insightface.app.FaceAnalysis
+    attributes: object  # rekolab.analysis.face_attributes.FaceAttributeModels
+
+    def __repr__(self) -> str:
+        return f"FacePack({self.name!r}, models={sorted(self.analysis.models)})"
+
+    @property
+    def version(self) -> str:
+        return self.name
+
+    @property
+    def detector(self):
+        return self.analysis.det_model
+
+    @property
+    def recognizer(self):
+        return self.analysis.models.get("recognition")
+
+    def detect(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Faces in one BGR frame: ``(boxes_xyxy (N,4), scores (N,), kps (N,5,2))``,
+        highest score first."""
+        bboxes, kpss = self.detector.detect(frame_bgr, max_num=0, metric="default")
+        if bboxes is None or len(bboxes) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+        order = np.argsort(-bboxes[:, 4], kind="stable")
+        bboxes = bboxes[order]
+        kpss = kpss[order] if kpss is not None else np.zeros((len(bboxes), 5, 2), np.float32)
+        return bboxes[:, :4].astype(np.float32), bboxes[:, 4].astype(np.float32), kpss.astype(np.float32)
+
+    def embed(self, frame_bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        """L2-normalised embeddings (N, D) of faces given their 5 keypoints.
+
+        Calls the recognizer one face at a time: some exports (MobileFaceNet here)
+        have their batch fixed at 1."""
+        rec = self.recognizer
+        if rec is None:
+            raise RuntimeError(f"face pack {self.name!r} has no recognition model")
+        from insightface.utils import face_align
+
+        out = []
+        for k in kps:
+            crop = face_align.norm_crop(frame_bgr, landmark=k, image_size=rec.input_size[0])
+            emb = rec.get_feat(crop).reshape(-1).astype(np.float32)
+            out.append(emb / max(float(np.linalg.norm(emb)), 1e-12))
+        dim = rec.output_shape[-1] if isinstance(rec.output_shape[-1], int) else (len(out[0]) if out else 0)
+        return np.stack(out) if out else np.zeros((0, dim), np.float32)
+
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, folder: str | None) -> FacePack:
+    require("insightface", "faces")
+    from insightface.app import FaceAnalysis
+
+    from ..analysis.face_attributes import FaceAttributeModels
+
+    providers = onnx_providers()
+    kwargs = dict(name=name, providers=providers,
+                  allowed_modules=["detection", "recognition", "genderage"])
+    if folder is not None:
+        path = Path(folder)
+        if path.parent.name != "models":
+            raise ValueError(
+                f"face pack folder {path} must sit in a folder named 'models' "
+                "(insightface's layout: <root>/models/<pack>/*.onnx)")
+        kwargs["root"] = str(path.parent.parent)
+    analysis = FaceAnalysis(**kwargs)
+    if "detection" not in analysis.models:
+        raise RuntimeError(f"face pack {name!r} has no detection model")
+    ctx_id = 0 if providers[0] == "CUDAExecutionProvider" else -1
+    analysis.prepare(ctx_id=ctx_id, det_size=DET_SIZE)
+    attributes = FaceAttributeModels.discover(Path(folder) if folder else None)
+    return FacePack(name=name, folder=Path(folder) if folder else None, analysis=analysis,
+                    attributes=attributes)
+
+
+def face_pack(pack: str | os.PathLike | None = None) -> FacePack:
+    """The loaded face pack (one per process and pack)."""
+    name, folder = resolve_pack_dir(pack)
+    with _lock:
+        return _load(name, str(folder) if folder else None)

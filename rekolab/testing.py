@@ -1,0 +1,123 @@
+"""Public test helpers: make small H.264 videos by a recipe.
+
+Each video is encoded with PyAV's bundled libx264 (``yuv420p``, constant frame
+rate, time base ``1/fps_den``-exact), so tests can assert decoding exactly:
+
+* :func:`write_video` — frames from any iterable of RGB arrays.
+* :func:`numbered_video` — frame ``i`` shows its own index as 16 black/white
+  blocks (bit ``b`` of ``i`` in block ``b``), readable back with
+  :func:`read_frame_number` even after lossy compression.
+* :func:`still_video` — a still image repeated ``frames`` times (a one-frame video
+  of a photo, for face-count tests).
+* :func:`looped_video` — a real clip repeated ``times`` times (a long clip for
+  benchmarks with the same content statistics).
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+__all__ = ["write_video", "numbered_video", "read_frame_number", "still_video", "looped_video",
+           "validate_response"]
+
+_BITS = 16
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fraction = 25,
+                crf: int = 18) -> Path:
+    """Encode RGB uint8 frames (H, W, 3; even H and W) to an H.264 MP4."""
+    import av
+
+    path = Path(path)
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w") as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                h, w = frame.shape[:2]
+                stream = container.add_stream("libx264", rate=rate)
+                stream.width, stream.height = w - w % 2, h - h % 2
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "preset": "veryfast"}
+            frame = np.ascontiguousarray(frame[: stream.height, : stream.width])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        if stream is None:
+            raise ValueError("no frames to write")
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _number_pattern(i: int, width: int, height: int) -> np.ndarray:
+    img = np.full((height, width, 3), 128, np.uint8)
+    block = width // _BITS
+    for b in range(_BITS):
+        img[: height // 4, b * block:(b + 1) * block] = 255 if (i >> b) & 1 else 0
+    return img
+
+
+def numbered_video(path: str | Path, frames: int = 30, fps: float | Fraction = 25,
+                   size: tuple[int, int] = (320, 240)) -> Path:
+    """A video whose frame ``i`` encodes ``i`` (see :func:`read_frame_number`)."""
+    w, h = size
+    return write_video(path, (_number_pattern(i, w, h) for i in range(frames)), fps)
+
+
+def read_frame_number(frame_rgb: np.ndarray) -> int:
+    """Read back the index drawn by :func:`numbered_video`."""
+    h, w = frame_rgb.shape[:2]
+    block = w // _BITS
+    value = 0
+    for b in range(_BITS):
+        patch = frame_rgb[2: h // 4 - 2, b * block + 2:(b + 1) * block - 2]
+        if patch.mean() > 128:
+            value |= 1 << b
+    return value
+
+
+def still_video(image_path: str | Path, path: str | Path, frames: int = 1, fps: float = 25) -> Path:
+    """A video of a still image (BGR/RGB read via OpenCV, padded to even size)."""
+    import cv2
+
+    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read image {image_path}")
+    h, w = bgr.shape[:2]
+    bgr = cv2.copyMakeBorder(bgr, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    return write_video(path, (rgb for _ in range(frames)), fps)
+
+
+def looped_video(source: str | Path, path: str | Path, times: int) -> Path:
+    """``source`` played ``times`` times in a row, re-encoded as one H.264 stream."""
+    import av
+
+    def frames():
+        for _ in range(times):
+            with av.open(str(source)) as c:
+                for f in c.decode(video=0):
+                    yield f.to_ndarray(format="rgb24")
+
+    with av.open(str(source)) as c:
+        rate = c.streams.video[0].average_rate or 25
+    return write_video(path, frames(), rate, crf=23)
+
+
+def validate_response(operation: str, response: dict) -> None:
+    """Assert ``response`` is a valid ``<operation>Response`` of botocore's own
+    Rekognition service model: member names and types (botocore's validator), then
+    enums, patterns, lengths and ranges. Raises ``AssertionError`` naming each problem."""
+    from botocore.validate import ParamValidator
+
+    from .requests import service_model, validate_shape_values
+
+    shape = service_model().operation_model(operation).output_shape
+    report = ParamValidator().validate(response, shape)
+    problems = [report.generate_report()] if report.has_errors() else []
+    problems += validate_shape_values(response, shape, operation + "Response")
+    if problems:
+        raise AssertionError("\n".join(problems))

@@ -1,0 +1,8 @@
+"""Video input: resolve a ``Video`` request to a file, probe it, decode sampled frames."""
+from .decode import (DEFAULT_SAMPLE_RATE, DecodePlan, FrameBatch, VideoDecodeError, VideoMetadata,
+                     iter_batches, plan, probe, sample_indices)
+from .source import ResolvedVideo, parse_buckets, resolve_video
+
+__all__ = ["DEFAULT_SAMPLE_RATE", "DecodePlan", "FrameBatch", "VideoDecodeError", "VideoMetadata",
+           "iter_batches", "plan", "probe", "sample_indices", "ResolvedVideo", "parse_buckets",
+           "resolve_video"]

@@ -1,0 +1,148 @@
+"""Resolve a Rekognition ``Video`` to a local file, safely.
+
+Accepted forms (the request layer has already checked their shapes):
+
+* ``{"S3Object": {"Bucket": b, "Name": n, "Version": v}}`` with ``b`` a configured
+  *bucket root* (a local folder): ``rk.client(buckets={"media": "/data/videos"})``
+  or ``REKOLAB_BUCKETS="media=/data/videos,raw=/mnt/raw"``. The object name is a
+  path inside that folder and can never leave it: absolute names, ``..`` steps and
+  symlinks that point outside are refused with ``InvalidS3ObjectException``.
+* ``{"S3Object": ...}`` with a bucket that is *not* configured, when ``s3fs`` is
+  installed: the object is read from real S3 through fsspec and cached under the
+  rekolab home (never elsewhere).
+* ``{"Path": "clip.mp4"}``: a rekolab extension for the notebook surface, a local
+  file path (or an ``s3://bucket/key`` URL, read through fsspec).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import store
+from ..errors import InvalidParameterException, InvalidS3ObjectException, VideoTooLargeException
+
+__all__ = ["ResolvedVideo", "resolve_video", "parse_buckets", "MAX_VIDEO_BYTES"]
+
+#: Rekognition Video's stored-video limits (Developer Guide, limits page).
+MAX_VIDEO_BYTES = 10 * 1024**3
+
+
+@dataclass(frozen=True)
+class ResolvedVideo:
+    """A video request resolved to a readable local file."""
+
+    path: Path
+    bucket: str | None
+    name: str
+    size_bytes: int
+
+    def notification_video(self) -> dict:
+        """The ``Video`` member of the SNS-shaped completion message."""
+        out = {"S3ObjectName": self.name}
+        if self.bucket:
+            out["S3Bucket"] = self.bucket
+        return out
+
+
+def parse_buckets(value: str | None) -> dict[str, str]:
+    """Parse ``REKOLAB_BUCKETS`` ("name=/path,other=/path2")."""
+    buckets: dict[str, str] = {}
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, root = part.partition("=")
+        if not sep or not name.strip() or not root.strip():
+            raise ValueError(f"REKOLAB_BUCKETS entry {part!r} is not of the form name=/folder")
+        buckets[name.strip()] = root.strip()
+    return buckets
+
+
+def resolve_video(video: dict, buckets: dict[str, str]) -> ResolvedVideo:
+    """Turn a validated ``Video`` dict into a local, readable, non-empty file."""
+    if "Path" in video:
+        target = str(video["Path"])
+        if target.startswith("s3://"):
+            bucket, _, key = target[5:].partition("/")
+            return _check_file(_fetch_s3(bucket, key, None), bucket, key)
+        path = Path(target).expanduser()
+        return _check_file(path, None, target)
+
+    s3 = video["S3Object"]
+    bucket, name, version = s3["Bucket"], s3["Name"], s3.get("Version")
+    if bucket in buckets:
+        if version is not None:
+            raise InvalidParameterException(
+                f"S3Object.Version is not supported for the local bucket {bucket!r}: "
+                "local bucket roots keep one version of each object; drop Version")
+        return _check_file(_inside_root(Path(buckets[bucket]), name, bucket), bucket, name)
+    return _check_file(_fetch_s3(bucket, name, version), bucket, name)
+
+
+def _inside_root(root: Path, name: str, bucket: str) -> Path:
+    """``root/name``, refusing any name that would leave ``root``."""
+    if name.startswith("/") or name.startswith("\\") or "\x00" in name:
+        raise InvalidS3ObjectException(
+            f"S3Object.Name {name!r} must be a relative key inside bucket {bucket!r}, not an absolute path")
+    parts = name.replace("\\", "/").split("/")
+    if any(p == ".." for p in parts):
+        raise InvalidS3ObjectException(
+            f"S3Object.Name {name!r} must not contain '..': object keys cannot leave bucket {bucket!r}")
+    try:
+        real_root = root.expanduser().resolve(strict=True)
+    except (FileNotFoundError, OSError):
+        raise InvalidS3ObjectException(
+            f"the folder configured for bucket {bucket!r} does not exist: {root}") from None
+    candidate = real_root.joinpath(*parts)
+    real = Path(os.path.realpath(candidate))
+    if real != real_root and real_root not in real.parents:
+        raise InvalidS3ObjectException(
+            f"S3Object {bucket}/{name} resolves outside its bucket root (a symlink out of {real_root}); refused")
+    return real
+
+
+def _fetch_s3(bucket: str, key: str, version: str | None) -> Path:
+    """Copy an object from real S3 into the rekolab home's cache (needs s3fs)."""
+    try:
+        import fsspec  # noqa: F401
+        import s3fs  # noqa: F401
+    except ImportError:
+        raise InvalidS3ObjectException(
+            f"bucket {bucket!r} is not a configured local bucket root. Pass "
+            f"rk.client(buckets={{'{bucket}': '/local/folder'}}) or set REKOLAB_BUCKETS, "
+            "or pip install 'rekolab[s3]' to read real S3") from None
+    import fsspec
+
+    digest = hashlib.sha256(f"{bucket}/{key}@{version}".encode()).hexdigest()[:24]
+    cache = store.home() / "cache" / "s3" / f"{digest}{Path(key).suffix[:8]}"
+    if cache.is_file():
+        return cache
+    url = f"s3://{bucket}/{key}"
+    try:
+        fs = fsspec.filesystem("s3", version_aware=version is not None)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(cache.suffix + ".part")
+        fs.get_file(url, str(tmp), version_id=version) if version else fs.get_file(url, str(tmp))
+        os.replace(tmp, cache)
+    except Exception as exc:  # any S3 problem is InvalidS3Object, as in Rekognition
+        raise InvalidS3ObjectException(f"Unable to get object {url} from S3: {exc}") from None
+    return cache
+
+
+def _check_file(path: Path, bucket: str | None, name: str) -> ResolvedVideo:
+    where = f"{bucket}/{name}" if bucket else str(name)
+    if not path.exists():
+        raise InvalidS3ObjectException(f"video not found: {where} ({path} does not exist)")
+    if not path.is_file():
+        raise InvalidS3ObjectException(f"video {where} is not a file ({path})")
+    if not os.access(path, os.R_OK):
+        raise InvalidS3ObjectException(f"video {where} is not readable (permission denied on {path})")
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidParameterException(f"video {where} is empty (0 bytes); give a video file")
+    if size > MAX_VIDEO_BYTES:
+        raise VideoTooLargeException(
+            f"Video size in bytes: {size} is more than the maximum limit of: {MAX_VIDEO_BYTES} bytes.")
+    return ResolvedVideo(path=path, bucket=bucket, name=name, size_bytes=size)

@@ -1,0 +1,59 @@
+"""Shared fixtures: the real media and weights in ../shared, an isolated rekolab home.
+
+Tests that need a file from ../shared skip, naming the missing file, only when it is
+absent; CI has ../shared beside the checkout.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("REKOLAB_SHARED", REPO.parent / "shared")).resolve()
+MEDIA = SHARED / "media"
+MODELS = SHARED / "models"
+
+
+def need(path: Path) -> Path:
+    """Return ``path``, or skip the test saying which file is missing."""
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared test media/models are not beside this checkout)")
+    return path
+
+
+@pytest.fixture
+def media() -> Path:
+    return need(MEDIA)
+
+
+@pytest.fixture
+def models_dir(monkeypatch) -> Path:
+    """The shared offline weights, installed as REKOLAB_MODEL_DIR for the test."""
+    need(MODELS / "insightface" / "models")
+    monkeypatch.setenv("REKOLAB_MODEL_DIR", str(MODELS))
+    return MODELS
+
+
+@pytest.fixture(autouse=True)
+def rekolab_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty rekolab home: nothing is written elsewhere."""
+    home = tmp_path_factory.mktemp("rekolab-home")
+    monkeypatch.setenv("REKOLAB_HOME", str(home))
+    return home
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests skip without CUDA unless REKOLAB_REQUIRE_GPU=1 makes that a failure."""
+    try:
+        from rekolab.models import has_cuda
+        cuda = has_cuda()
+    except Exception:
+        cuda = False
+    if cuda or os.environ.get("REKOLAB_REQUIRE_GPU") == "1":
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU here (set REKOLAB_REQUIRE_GPU=1 to make this a failure)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
