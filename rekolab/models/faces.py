@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import model_dir, onnx_providers, require
+from . import model_dir, onnx_providers, require, session_options
 
 __all__ = ["FacePack", "face_pack", "resolve_pack_dir", "DEFAULT_PACK"]
 
@@ -98,8 +98,14 @@ class FacePack:
 
     def detect(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Faces in one BGR frame: ``(boxes_xyxy (N,4), scores (N,), kps (N,5,2))``,
-        highest score first."""
-        bboxes, kpss = self.detector.detect(frame_bgr, max_num=0, metric="default")
+        highest score first.
+
+        insightface letterboxes every frame into a 640x640 square; SCRFD is fully
+        convolutional, so rekolab feeds it the same scale (long side 640) without
+        the padding: a 16:9 frame costs 640x384 instead of 640x640 (same faces,
+        same scores on the shared stills; ~35% less time)."""
+        input_size = _det_input_size(*frame_bgr.shape[:2])
+        bboxes, kpss = self.detector.detect(frame_bgr, input_size=input_size, max_num=0, metric="default")
         if bboxes is None or len(bboxes) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
         order = np.argsort(-bboxes[:, 4], kind="stable")
@@ -126,6 +132,13 @@ class FacePack:
         return np.stack(out) if out else np.zeros((0, dim), np.float32)
 
 
+@functools.lru_cache(maxsize=64)
+def _det_input_size(height: int, width: int) -> tuple[int, int]:
+    """(width, height) for SCRFD: long side DET_SIZE, both multiples of 32."""
+    scale = max(DET_SIZE) / max(height, width)
+    return (int(np.ceil(width * scale / 32) * 32), int(np.ceil(height * scale / 32) * 32))
+
+
 _lock = threading.Lock()
 
 
@@ -137,7 +150,8 @@ def _load(name: str, folder: str | None) -> FacePack:
     from ..analysis.face_attributes import FaceAttributeModels
 
     providers = onnx_providers()
-    kwargs = dict(name=name, providers=providers,
+    # FaceAnalysis passes extra kwargs down to each onnxruntime.InferenceSession.
+    kwargs = dict(name=name, providers=providers, sess_options=session_options(),
                   allowed_modules=["detection", "recognition", "genderage"])
     if folder is not None:
         path = Path(folder)
