@@ -1,0 +1,693 @@
+"""open_clip zero-shot scoring: image and text embeddings, and a confidence scale.
+
+Loading (``ClipModel.load(ClipSpec(...))``) goes through open_clip's own
+``create_model`` / ``load_checkpoint`` / ``get_tokenizer``, whatever the weights'
+source. The weights are looked for in this order:
+
+1. ``ClipSpec.checkpoint``: an explicit file (``.pt``/``.pth``/``.bin``/``.safetensors``),
+   which must exist;
+2. ``REKOLAB_MODEL_DIR/clip/<arch>/<pretrained>.{safetensors,pt,pth,bin}``, or else the
+   only (or first, by name) checkpoint file in that folder;
+3. open_clip's own download for the ``pretrained`` tag (Hugging Face Hub or the
+   tag's URL), for users with internet.
+
+Local loads (1 and 2) run with ``HF_HUB_OFFLINE=1``, so nothing contacts a hub.
+
+**Preprocessing of bare weight files.** open_clip takes the image mean/std and
+resize mode from the *pretrained tag's* config. Given a file path instead of a tag
+it silently falls back to OpenAI's mean/std with "shortest" resizing, which is wrong
+for SigLIP/SigLIP2 (mean=std=0.5, "squash"), PE-Core (0.5, "squash", bilinear),
+MobileCLIP (mean 0, std 1) and others (open_clip issues #1068, #580, #528, #638).
+:func:`resolve_preprocess` picks the preprocessing from open_clip's registry
+instead: the tag's config when the tag is known (``ClipSpec.pretrained``, or the
+file's stem when it is a tag name), else the configs of all the architecture's
+tags when they agree (an error when they do not), else the architecture's family
+defaults. ``ClipSpec.preprocess`` overrides any field. It also applies the tag's
+``quick_gelu`` flag (e.g. OpenAI weights on ``ViT-B-32``), which open_clip only warns
+about.
+
+**Confidence.** :func:`clip_confidence` maps cosine similarities to a 0..100
+Rekognition-like confidence, independently per label; see its docstring for the
+formula, the defaults and what is and is not verified.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import model_dir, require
+
+__all__ = [
+    "ClipSpec",
+    "ClipModel",
+    "ClipWeightsNotFound",
+    "Calibration",
+    "PreprocessChoice",
+    "CALIBRATIONS",
+    "NEUTRAL_PROMPTS",
+    "DEFAULT_TEMPLATES",
+    "default_prompts",
+    "clip_confidence",
+    "resolve_preprocess",
+    "resolve_checkpoint",
+    "hub_offline",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+#: Prompt templates for a label: photo-style templates from OpenAI's 80-template
+#: ImageNet ensemble (CLIP repo, notebooks/Prompt_Engineering_for_ImageNet.ipynb),
+#: leaving out the ones about drawings, toys, tattoos and video games.
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a bad photo of a {}.",
+    "a blurry photo of a {}.",
+    "a low resolution photo of a {}.",
+    "a cropped photo of a {}.",
+    "a close-up photo of a {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+)
+
+#: Generic prompts that describe any photo and no object in particular. Their
+#: mean embedding is the per-frame "background" a label has to beat.
+NEUTRAL_PROMPTS: tuple[str, ...] = (
+    "a photo.",
+    "a picture.",
+    "an image.",
+    "a photo of something.",
+    "a blurry photo of something.",
+    "a close-up photo of something.",
+)
+
+# Preprocessing families, as open_clip's pretrained.py defines them (_pcfg, _slpcfg).
+_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "openai": dict(mean=_OPENAI_MEAN, std=_OPENAI_STD, interpolation="bicubic", resize_mode="shortest"),
+    "siglip": dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", resize_mode="squash"),
+}
+_PP_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
+
+
+def default_prompts(label: str) -> list[str]:
+    """The default prompt ensemble for one label."""
+    return [t.format(label) for t in DEFAULT_TEMPLATES]
+
+
+class ClipWeightsNotFound(FileNotFoundError):
+    """No CLIP weights could be found locally or downloaded."""
+
+
+# -- confidence -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Parameters of :func:`clip_confidence` for one model family.
+
+    ``confidence = 100 * sigmoid(scale * (sim - background - offset))``;
+    ``background`` says whether the neutral-prompt similarity is subtracted."""
+
+    scale: float
+    offset: float
+    background: bool = True
+    family: str = "clip"
+
+
+#: Defaults per model family. SigLIP models get theirs from their own learned
+#: ``logit_scale``/``logit_bias`` at load time (see :meth:`ClipModel.calibration`).
+CALIBRATIONS: dict[str, Calibration] = {
+    "clip": Calibration(scale=100.0, offset=0.02, background=True, family="clip"),
+}
+
+
+def clip_confidence(similarities: np.ndarray, background: np.ndarray | float | None = None, *,
+                    scale: float = CALIBRATIONS["clip"].scale,
+                    offset: float = CALIBRATIONS["clip"].offset) -> np.ndarray:
+    """Map image-text cosine similarities to a 0..100 confidence, per label.
+
+    ``similarities`` is ``(L,)`` for one frame or ``(N, L)`` for N frames;
+    ``background`` is the frame's similarity to the neutral prompts
+    (:data:`NEUTRAL_PROMPTS`), a scalar or ``(N,)``; ``None`` means 0. Returns
+    float32 of the same shape as ``similarities``::
+
+        margin     = similarity - background
+        confidence = 100 / (1 + exp(-scale * (margin - offset)))
+
+    Each label is scored on its own: this is **not** a softmax over the label set, so
+    several labels of one frame can pass ``MinConfidence=50`` together, adding or
+    removing labels never changes another label's score, and a frame that matches
+    none of them (every label at or below the neutral prompts) scores low for all
+    (at most ``100*sigmoid(-scale*offset)``, 12% with the defaults, when a label
+    ties the background).
+
+    **Why this form.** ``sigmoid(s*(a-b))`` is exactly CLIP's own softmax over a pair
+    of prompts {label, neutral}, at temperature ``s``: the question asked per label is
+    "is this frame better described by the label than by 'a photo.'?". Comparing
+    with a background of the *same* frame removes the per-image offset of CLIP
+    cosines (every caption, even a nonsense string, scores about 0.2 on any image),
+    which a fixed threshold on the raw cosine cannot.
+
+    **Defaults (CLIP ViT-B-32 family): scale 100, offset 0.02.**
+
+    - ``scale = 100``: trained OpenAI and LAION CLIPs end at ``logit_scale = ln 100``
+      (open_clip clamps it there in training), so 100 is the temperature the model
+      was trained to compare similarities at.
+    - ``offset = 0.02``: a label needs a cosine margin of 0.02 over the neutral
+      prompts for 50; +0.03 gives 73, +0.04 gives 88, +0.05 gives 95, 0 gives 12,
+      -0.02 gives 2. Evidence for ViT-B/32 similarity ranges:
+
+      * LAION-400M kept image/alt-text pairs with ViT-B/32 cosine >= 0.3 ("lower
+        values like 0.28 or 0.29 also seemed okay"), LAION-5B used 0.28: true
+        captions sit around 0.28-0.35.
+      * openai/CLIP issue #405 (ViT-B/32, "An image depicting a {}"): a vehicle
+        image scored 0.25 with "vehicle", 0.22 with "motor", 0.19 with "Computer".
+      * haltakov/natural-language-youtube-search issue #7 (ViT-B/32): the best frame
+        for "car" scored 0.2665, and for the nonsense query "sdfsdflksdfj" still
+        0.2155, i.e. a caption that says nothing scores ~0.21 and a true one-word
+        label beats it by ~0.05 (95 here).
+      * CLIPScore (Hessel et al., 2021) rescales cosines by w=2.5 because they
+        rarely exceed 0.4.
+
+      So a true label beats the neutral prompts by roughly 0.03-0.08 (73-99) and an
+      absent one scores at or below them (<= 12).
+
+    SigLIP-family models are trained with exactly this per-pair sigmoid loss; for them
+    :meth:`ClipModel.calibration` uses the model's own ``exp(logit_scale)`` as scale and
+    ``-logit_bias/exp(logit_scale)`` as offset, with no background.
+
+    **Not verified here:** no real CLIP checkpoint could be obtained in this
+    environment, so the numbers above were not measured on the test media; the
+    background uses the mean embedding of an ensemble of neutral prompts (not a
+    single prompt as in the evidence), and prompt ensembles shift both sides. Tune
+    ``scale``/``offset`` on real data before relying on absolute confidences; the
+    ordering of labels does not depend on them.
+    """
+    sims = np.asarray(similarities, dtype=np.float64)
+    if background is not None:
+        bg = np.asarray(background, dtype=np.float64)
+        if bg.ndim == 1 and sims.ndim == 2:
+            bg = bg[:, None]
+        sims = sims - bg
+    z = float(scale) * (sims - float(offset))
+    conf = 50.0 * (1.0 + np.tanh(0.5 * z))  # = 100 * sigmoid(z), without overflow
+    return np.clip(conf, 0.0, 100.0).astype(np.float32)
+
+
+# -- preprocessing resolution ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreprocessChoice:
+    """The image preprocessing chosen for an architecture (and the reason)."""
+
+    cfg: dict  # mean, std, interpolation, resize_mode (open_clip PreprocessCfg fields)
+    source: str
+    quick_gelu: bool | None = None  # the weights' QuickGELU flag, when known
+
+
+def _pp_key(cfg: Mapping[str, Any]) -> tuple:
+    return (tuple(cfg.get("mean", ())), tuple(cfg.get("std", ())), cfg.get("interpolation"),
+            cfg.get("resize_mode"))
+
+
+def _pp_only(cfg: Mapping[str, Any]) -> dict:
+    out = {k: cfg[k] for k in _PP_KEYS if k in cfg and cfg[k] is not None}
+    for k in ("mean", "std"):
+        if k in out:
+            out[k] = tuple(float(v) for v in out[k])
+    return out
+
+
+def resolve_preprocess(arch: str, pretrained: str | None = None,
+                       overrides: Mapping[str, Any] | None = None) -> PreprocessChoice:
+    """The preprocessing for ``arch`` weights, from open_clip's registry, offline.
+
+    1. ``pretrained`` is a known tag of ``arch``: that tag's config.
+    2. Else all of ``arch``'s tags: their config when they agree on mean, std,
+       interpolation and resize mode; a ``ValueError`` when they do not (name the
+       tag, or pass ``overrides``).
+    3. Else (an architecture with no pretrained weights in the registry): the
+       family default: SigLIP-style (mean=std=0.5, squash) for sigmoid-loss
+       architectures (``init_logit_bias`` in the config or "siglip" in the name),
+       open_clip's OpenAI defaults otherwise.
+
+    ``overrides`` (mean, std, interpolation, resize_mode, fill_color) win over all.
+    """
+    open_clip = require("open_clip", "labels")
+    from open_clip.pretrained import get_pretrained_cfg, is_pretrained_cfg, list_pretrained_tags_by_model
+
+    model_cfg = open_clip.get_model_config(arch)
+    if model_cfg is None:
+        raise ValueError(f"unknown open_clip architecture {arch!r}; see open_clip.list_models()")
+    overrides = _pp_only(overrides or {})
+    tags = list_pretrained_tags_by_model(arch)
+    quick_gelu: bool | None = None
+    if pretrained and is_pretrained_cfg(arch, pretrained):
+        pcfg = get_pretrained_cfg(arch, pretrained)
+        cfg = _pp_only(pcfg)
+        quick_gelu = bool(pcfg.get("quick_gelu", False))
+        source = f"open_clip pretrained cfg {arch}/{pretrained}"
+    elif tags:
+        groups: dict[tuple, list[str]] = {}
+        gelus = set()
+        for tag in tags:
+            pcfg = get_pretrained_cfg(arch, tag)
+            groups.setdefault(_pp_key(pcfg), []).append(tag)
+            gelus.add(bool(pcfg.get("quick_gelu", False)))
+        if len(groups) > 1 and not {"mean", "std", "interpolation", "resize_mode"} <= set(overrides):
+            detail = "; ".join(f"{tags_}: mean={k[0]} std={k[1]} {k[2]} {k[3]}" for k, tags_ in groups.items())
+            raise ValueError(
+                f"{arch}: its pretrained weights use different preprocessing ({detail}). "
+                f"Say which weights the file holds with pretrained=<tag>, or pass "
+                f"preprocess={{'mean':..., 'std':..., 'interpolation':..., 'resize_mode':...}}")
+        cfg = _pp_only(get_pretrained_cfg(arch, tags[0]))
+        quick_gelu = gelus.pop() if len(gelus) == 1 else None
+        source = f"open_clip pretrained cfgs of {arch} (all {len(tags)} tags agree)"
+    else:
+        sigmoid = model_cfg.get("init_logit_bias") is not None or "siglip" in arch.lower()
+        family = "siglip" if sigmoid else "openai"
+        cfg = dict(_FAMILY_DEFAULTS[family])
+        source = f"{family} family defaults ({arch} has no pretrained cfg in open_clip)"
+    if overrides:
+        cfg.update(overrides)
+        source += f" + overrides {sorted(overrides)}"
+    return PreprocessChoice(cfg=cfg, source=source, quick_gelu=quick_gelu)
+
+
+# -- weights resolution ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Which CLIP to load.
+
+    ``arch``: an open_clip architecture name (``open_clip.list_models()``).
+    ``pretrained``: an open_clip pretrained tag; it names the weights (download,
+    file name under REKOLAB_MODEL_DIR, and preprocessing of a bare file).
+    ``checkpoint``: an explicit weights file (must exist).
+    ``preprocess``: optional overrides of mean/std/interpolation/resize_mode.
+    """
+
+    arch: str = "ViT-B-32"
+    pretrained: str | None = "laion2b_s34b_b79k"
+    checkpoint: str | os.PathLike | None = None
+    preprocess: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+
+
+def _clip_dir(arch: str) -> Path | None:
+    root = model_dir()
+    return root / "clip" / arch if root is not None else None
+
+
+def resolve_checkpoint(spec: ClipSpec) -> Path | None:
+    """A local weights file for ``spec``, or ``None`` (then open_clip downloads).
+
+    Raises :class:`ClipWeightsNotFound` when ``spec.checkpoint`` names a missing file."""
+    if spec.checkpoint is not None:
+        path = Path(spec.checkpoint).expanduser()
+        if not path.is_file():
+            raise ClipWeightsNotFound(f"CLIP checkpoint not found: {path}")
+        return path
+    folder = _clip_dir(spec.arch)
+    if folder is None or not folder.is_dir():
+        return None
+    if spec.pretrained:
+        for suffix in CHECKPOINT_SUFFIXES:
+            path = folder / f"{spec.pretrained}{suffix}"
+            if path.is_file():
+                return path
+    found = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES),
+                   key=lambda p: (CHECKPOINT_SUFFIXES.index(p.suffix), p.name))
+    if len(found) > 1:
+        log.warning("several CLIP checkpoints in %s; using %s", folder, found[0].name)
+    return found[0] if found else None
+
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file (memoised per path, size and mtime)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    digest = _sha_cache.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        digest = _sha_cache[key] = h.hexdigest()
+    return digest
+
+
+_offline_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def hub_offline():
+    """Run with ``HF_HUB_OFFLINE=1`` (also in an already-imported huggingface_hub,
+    which reads the variable once, at import), then restore both."""
+    with _offline_lock:
+        old_env = os.environ.get("HF_HUB_OFFLINE")
+        consts = sys.modules.get("huggingface_hub.constants")
+        old_const = getattr(consts, "HF_HUB_OFFLINE", None)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        if consts is not None:
+            consts.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            if old_env is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = old_env
+            if consts is not None:
+                consts.HF_HUB_OFFLINE = old_const
+
+
+def _offline_requested() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    consts = sys.modules.get("huggingface_hub.constants")
+    return bool(getattr(consts, "HF_HUB_OFFLINE", False))
+
+
+def _default_device(torch) -> str:
+    if os.environ.get("REKOLAB_DEVICE", "").lower() == "cpu":
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _safe_dirname(model_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("_") or "model"
+
+
+# -- the model ------------------------------------------------------------------------
+
+
+class ClipModel:
+    """A loaded open_clip model with batched, normalised numpy embeddings.
+
+    Build with :meth:`load`. Attributes: ``id`` (stable identity string),
+    ``arch``, ``device``, ``precision``, ``preprocess_cfg`` (the mean/std/size/resize
+    actually used), ``preprocess_source``, ``checkpoint`` (``Path`` or ``None``),
+    ``model`` (the open_clip module), ``tokenizer``, ``transform``.
+    """
+
+    def __init__(self, *, model, tokenizer, transform, spec: ClipSpec, model_id: str,
+                 identity: dict, device: str, precision: str, preprocess_source: str,
+                 checkpoint: Path | None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.transform = transform
+        self.spec = spec
+        self.arch = spec.arch
+        self.id = model_id
+        self.identity = identity
+        self.device = device
+        self.precision = precision
+        self.preprocess_source = preprocess_source
+        self.checkpoint = checkpoint
+        self._text_cache: dict[str, np.ndarray] = {}
+        self._embed_dim: int | None = None
+        self._lock = threading.Lock()
+
+    # -- loading --------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, spec: ClipSpec | None = None, device: str | None = None, *,
+             cache_dir: str | os.PathLike | None = None) -> "ClipModel":
+        """Load ``spec`` (default ``ClipSpec()``: ViT-B-32 laion2b_s34b_b79k).
+
+        ``device`` defaults to CUDA when torch sees one (``REKOLAB_DEVICE=cpu`` forces
+        the CPU); the model runs in fp16 on CUDA and fp32 on the CPU. ``cache_dir`` is
+        passed to open_clip for downloads."""
+        spec = spec or ClipSpec()
+        torch = require("torch", "labels")
+        open_clip = require("open_clip", "labels")
+        from open_clip.pretrained import get_pretrained_cfg, is_pretrained_cfg, list_pretrained_tags_by_model
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
+        device = device or _default_device(torch)
+        precision = "fp16" if str(device).startswith("cuda") else "fp32"
+        arch = spec.arch
+        model_cfg = open_clip.get_model_config(arch)
+        if model_cfg is None:
+            raise ValueError(f"unknown open_clip architecture {arch!r}; see open_clip.list_models()")
+
+        checkpoint = resolve_checkpoint(spec)
+        if checkpoint is not None:
+            stem = checkpoint.name
+            for suffix in CHECKPOINT_SUFFIXES:
+                stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+            tag = stem if is_pretrained_cfg(arch, stem) else spec.pretrained
+        else:
+            tag = spec.pretrained
+        choice = resolve_preprocess(arch, tag, spec.preprocess)
+        force_quick_gelu = bool(choice.quick_gelu) and not model_cfg.get("quick_gelu", False)
+        kwargs = dict(device=device, precision=precision, force_quick_gelu=force_quick_gelu,
+                      force_preprocess_cfg=choice.cfg, require_pretrained=True,
+                      cache_dir=str(cache_dir) if cache_dir is not None else None)
+
+        if checkpoint is not None:
+            sha = file_sha256(checkpoint)
+            model_id = f"{arch}/file:{sha[:12]}"
+            identity = {"arch": arch, "checkpoint_sha256": sha, "quick_gelu": force_quick_gelu}
+            try:
+                with hub_offline():
+                    model = open_clip.create_model(arch, pretrained=str(checkpoint), **kwargs)
+                    tokenizer = open_clip.get_tokenizer(arch)
+            except ImportError as exc:
+                raise ImportError(f"loading {arch} needs a package that is not installed: {exc}") from exc
+            except RuntimeError as exc:  # strict load_state_dict: wrong architecture
+                raise RuntimeError(f"{checkpoint} does not hold {arch} weights: {exc}") from exc
+            except OSError as exc:  # e.g. an HF tokenizer that is not in the local cache
+                raise ClipWeightsNotFound(
+                    f"{arch}: a file it needs is not available offline ({exc}); "
+                    f"the weights were {checkpoint}") from exc
+        else:
+            if not spec.pretrained:
+                raise ClipWeightsNotFound(cls._not_found_message(spec, "no pretrained tag was given"))
+            if not is_pretrained_cfg(arch, spec.pretrained):
+                raise ValueError(
+                    f"{spec.pretrained!r} is not an open_clip pretrained tag of {arch}; "
+                    f"known tags: {list_pretrained_tags_by_model(arch)}")
+            pcfg = get_pretrained_cfg(arch, spec.pretrained)
+            if _offline_requested() and not pcfg.get("hf_hub"):
+                raise ClipWeightsNotFound(cls._not_found_message(
+                    spec, "HF_HUB_OFFLINE is set and this tag downloads from a URL"))
+            model_id = f"{arch}/{spec.pretrained}"
+            identity = {"arch": arch, "pretrained": spec.pretrained, "quick_gelu": force_quick_gelu}
+            try:
+                model = open_clip.create_model(arch, pretrained=spec.pretrained, **kwargs)
+                tokenizer = open_clip.get_tokenizer(arch)
+            except Exception as exc:
+                why = ("offline (HF_HUB_OFFLINE is set) and not in the download cache"
+                       if _offline_requested() else f"download failed: {exc}")
+                raise ClipWeightsNotFound(cls._not_found_message(spec, why)) from exc
+
+        model.eval()
+        pp = dict(model.visual.preprocess_cfg)
+        transform = image_transform_v2(PreprocessCfg(**pp), is_train=False)
+        return cls(model=model, tokenizer=tokenizer, transform=transform, spec=spec,
+                   model_id=model_id, identity=identity, device=str(device), precision=precision,
+                   preprocess_source=choice.source, checkpoint=checkpoint)
+
+    @staticmethod
+    def _not_found_message(spec: ClipSpec, why: str) -> str:
+        folder = _clip_dir(spec.arch)
+        where = (f"{folder}/{spec.pretrained or '<any>'}.{{safetensors,pt,bin}}" if folder is not None
+                 else "REKOLAB_MODEL_DIR (not set)")
+        return (f"no CLIP weights for {spec.arch}/{spec.pretrained}: {why}. Looked for a local file at "
+                f"{where}. Pass ClipSpec(checkpoint=<file>), put the file there, or allow "
+                f"open_clip to download the tag (unset HF_HUB_OFFLINE, have internet).")
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def preprocess_cfg(self) -> dict:
+        """The preprocessing in use: size, mean, std, interpolation, resize_mode, ..."""
+        return dict(self.model.visual.preprocess_cfg)
+
+    @property
+    def embed_dim(self) -> int:
+        return self._dim()
+
+    @property
+    def family(self) -> str:
+        return "siglip" if getattr(self.model, "logit_bias", None) is not None else "clip"
+
+    @property
+    def calibration(self) -> Calibration:
+        """The :func:`clip_confidence` parameters for this model's family."""
+        if self.family == "siglip":
+            t = float(self.model.logit_scale.detach().float().exp().reshape(-1)[0])
+            b = float(self.model.logit_bias.detach().float().reshape(-1)[0])
+            return Calibration(scale=t, offset=-b / t, background=False, family="siglip")
+        return CALIBRATIONS["clip"]
+
+    def __repr__(self) -> str:
+        return f"ClipModel({self.id}, {self.device}, {self.precision})"
+
+    # -- images ---------------------------------------------------------------------
+
+    def encode_images(self, frames_rgb: Sequence[np.ndarray] | np.ndarray, batch_size: int | None = None
+                      ) -> np.ndarray:
+        """``(N, D)`` L2-normalised float32 embeddings of RGB uint8 frames.
+
+        ``frames_rgb``: a list of ``HxWx3`` arrays, an ``NxHxWx3`` array or one
+        ``HxWx3`` frame."""
+        torch = require("torch", "labels")
+        from PIL import Image
+
+        if isinstance(frames_rgb, np.ndarray):
+            frames = [frames_rgb] if frames_rgb.ndim == 3 else list(frames_rgb)
+        else:
+            frames = list(frames_rgb)
+        batch_size = batch_size or (128 if self.device.startswith("cuda") else 16)
+        dtype = next(self.model.parameters()).dtype
+        out = []
+        for start in range(0, len(frames), batch_size):
+            chunk = []
+            for frame in frames[start:start + batch_size]:
+                arr = np.asarray(frame)
+                if arr.ndim != 3 or arr.shape[2] != 3:
+                    raise ValueError(f"expected HxWx3 RGB frames, got shape {arr.shape}")
+                if arr.dtype != np.uint8:
+                    arr = np.clip(arr, 0, 255).astype(np.uint8)
+                chunk.append(self.transform(Image.fromarray(arr)))
+            x = torch.stack(chunk).to(self.device, dtype=dtype)
+            with torch.inference_mode():
+                emb = self.model.encode_image(x)
+            out.append(emb.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self._dim()), np.float32)
+        return _l2n(np.concatenate(out))
+
+    # -- text -----------------------------------------------------------------------
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """``(T, D)`` L2-normalised float32 embeddings of raw texts (no cache)."""
+        torch = require("torch", "labels")
+        out = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[start:start + batch_size])).to(self.device)
+            with torch.inference_mode():
+                emb = self.model.encode_text(tokens)
+            out.append(emb.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self._dim()), np.float32)
+        return _l2n(np.concatenate(out))
+
+    def _dim(self) -> int:
+        if self._embed_dim is None:
+            self._embed_dim = int(self.encode_texts(["a photo."]).shape[1])
+        return self._embed_dim
+
+    def text_cache_dir(self) -> Path:
+        from ..store import home
+
+        return home() / "cache" / "clip_text" / _safe_dirname(self.id)
+
+    def text_embeddings(self, label_names: Sequence[str],
+                        prompts: Callable[[str], Iterable[str]] | None = None) -> np.ndarray:
+        """``(L, D)`` normalised label embeddings: the normalised mean of each label's
+        prompt ensemble (``prompts(label)``, default :func:`default_prompts`).
+
+        Cached on disk under ``<rekolab home>/cache/clip_text/<model id>/`` keyed by a
+        hash of the model identity (checkpoint sha256 or pretrained tag), precision
+        and every prompt text, and in memory: computed once per model."""
+        prompts = prompts or default_prompts
+        labels = [str(n) for n in label_names]
+        texts = []
+        for name in labels:
+            p = [str(t) for t in prompts(name)]
+            if not p:
+                raise ValueError(f"no prompts for label {name!r}")
+            texts.append(p)
+        key = hashlib.sha256(json.dumps(
+            {"model": self.identity, "id": self.id, "precision": self.precision, "labels": labels,
+             "prompts": texts}, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+        with self._lock:
+            cached = self._text_cache.get(key)
+        if cached is not None:
+            return cached.copy()
+        path = self.text_cache_dir() / f"{key[:32]}.npz"
+        emb = self._read_cache(path, labels)
+        if emb is None:
+            emb = self._compute_text(texts)
+            self._write_cache(path, labels, emb)
+        with self._lock:
+            self._text_cache[key] = emb
+        return emb.copy()
+
+    def _compute_text(self, texts: list[list[str]]) -> np.ndarray:
+        unique = list(dict.fromkeys(t for group in texts for t in group))
+        index = {t: i for i, t in enumerate(unique)}
+        flat = self.encode_texts(unique)
+        return _l2n(np.stack([flat[[index[t] for t in group]].mean(axis=0) for group in texts]))
+
+    @staticmethod
+    def _read_cache(path: Path, labels: list[str]) -> np.ndarray | None:
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                emb = np.asarray(data["embeddings"], np.float32)
+                cached_labels = [str(x) for x in data["labels"]]
+        except Exception:  # a damaged cache file: recompute
+            log.warning("ignoring unreadable CLIP text cache %s", path)
+            return None
+        if cached_labels != labels or emb.ndim != 2 or emb.shape[0] != len(labels):
+            return None
+        return emb
+
+    @staticmethod
+    def _write_cache(path: Path, labels: list[str], emb: np.ndarray) -> None:
+        from ..store import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, embeddings=emb.astype(np.float32), labels=np.asarray(labels, dtype=str))
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:  # a read-only home must not break scoring
+            log.warning("could not write CLIP text cache %s: %s", path, exc)
+
+    def background_embedding(self, prompts: Sequence[str] = NEUTRAL_PROMPTS) -> np.ndarray:
+        """``(D,)`` normalised mean embedding of the neutral prompts (cached)."""
+        fixed = list(prompts)
+        return self.text_embeddings(["__background__"], lambda _: fixed)[0]
+
+    # -- scoring --------------------------------------------------------------------
+
+    def confidence(self, image_emb: np.ndarray, text_emb: np.ndarray,
+                   calibration: Calibration | None = None) -> np.ndarray:
+        """``(N, L)`` 0..100 confidences of ``text_emb`` labels in ``image_emb`` frames,
+        by :func:`clip_confidence` with this family's :attr:`calibration`."""
+        cal = calibration or self.calibration
+        img = np.atleast_2d(np.asarray(image_emb, np.float32))
+        sims = img @ np.asarray(text_emb, np.float32).T
+        bg = img @ self.background_embedding() if cal.background else None
+        return clip_confidence(sims, bg, scale=cal.scale, offset=cal.offset)
+
+
+def _l2n(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
