@@ -8,8 +8,9 @@
   job on a small worker pool (``REKOLAB_WORKERS``, default 1: the models use every
   core already). A queued job is IN_PROGRESS, as in Rekognition.
 * **Run** decodes sampled frames on a prefetch thread, runs the operation's
-  analyzer batch by batch, and streams RecordBatches into a parquet file that is
-  renamed into place only when complete: the job's results are one Arrow table,
+  analyzer batch by batch, and streams RecordBatches into a parquet file (an
+  analyzer with a ``finalize(table)`` method then rewrites it once, for decisions
+  that need the whole job) that is renamed into place only when complete: the job's results are one Arrow table,
   written atomically. Any failure ends the job FAILED with a StatusMessage.
 * **Notify**: when a job ends, the SNS-shaped message ``{JobId, Status, API,
   JobTag, Timestamp, Video{S3ObjectName, S3Bucket}}`` goes to the Python callbacks
@@ -231,6 +232,13 @@ class JobManager:
                     running.completed += len(batch)
                     for listener in list(running.listeners):
                         listener(running.completed, running.total)
+            finalize = getattr(analyzer, "finalize", None)
+            if finalize is not None:
+                # Whole-job decisions (e.g. one identity per face track) need every
+                # row; results are small next to the video, so read them back once.
+                table = finalize(pq.read_table(tmp))
+                pq.write_table(table.replace_schema_metadata(meta), tmp)
+                rows = table.num_rows
             os.replace(tmp, record.path / "results.parquet")
             record.rows = rows
             record.status = "SUCCEEDED"

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import model_dir, onnx_providers, require, session_options
 
-__all__ = ["FacePack", "face_pack", "resolve_pack_dir", "DEFAULT_PACK"]
+__all__ = ["FacePack", "face_pack", "resolve_pack_dir", "DEFAULT_PACK", "similarity", "cosine_for_similarity"]
 
 DEFAULT_PACK = "buffalo_l"
 DET_SIZE = (640, 640)
@@ -175,3 +175,32 @@ def face_pack(pack: str | os.PathLike | None = None) -> FacePack:
     name, folder = resolve_pack_dir(pack)
     with _lock:
         return _load(name, str(folder) if folder else None)
+
+
+#: Cosine -> Rekognition ``Similarity`` (0-100): ``100 * sigmoid((cos - center) / scale)``.
+#: Measured on the shared stills with MobileFaceNet (128-d): same person 0.58-0.78,
+#: different people -0.10-0.08 (../shared/models/MANIFEST.md). With center 0.33 and
+#: scale 0.05, same-person pairs score >= 99 and different people <= 1; Rekognition's
+#: default FaceMatchThreshold of 80 falls at cosine 0.40. Override with
+#: ``REKOLAB_FACE_SIMILARITY="center,scale"`` for another recognizer.
+SIMILARITY_CENTER = 0.33
+SIMILARITY_SCALE = 0.05
+
+
+def similarity(cosine):
+    """Rekognition-style Similarity (0-100) from embedding cosine (scalar or array)."""
+    center, scale = SIMILARITY_CENTER, SIMILARITY_SCALE
+    override = os.environ.get("REKOLAB_FACE_SIMILARITY")
+    if override:
+        center, scale = (float(v) for v in override.split(","))
+    return 100.0 / (1.0 + np.exp(-(np.asarray(cosine, dtype=np.float64) - center) / scale))
+
+
+def cosine_for_similarity(percent: float) -> float:
+    """The cosine at which :func:`similarity` equals ``percent`` (for thresholds)."""
+    center, scale = SIMILARITY_CENTER, SIMILARITY_SCALE
+    override = os.environ.get("REKOLAB_FACE_SIMILARITY")
+    if override:
+        center, scale = (float(v) for v in override.split(","))
+    p = min(max(percent / 100.0, 1e-9), 1 - 1e-9)
+    return center + scale * float(np.log(p / (1 - p)))
