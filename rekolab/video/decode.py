@@ -21,6 +21,7 @@ with fewer frames per second than that is analysed frame by frame.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -179,8 +180,30 @@ def sample_indices(frame_starts_s: np.ndarray, sample_rate: float) -> np.ndarray
     return np.unique(idx).astype(np.int64)
 
 
+def _import_decord():
+    """Import decord without its CUDA preload on CPU-only wheels.
+
+    At import, decord2 dlopens every ``nvidia-*`` pip CUDA library it can find
+    (torch's CUDA build installs them) with RTLD_GLOBAL: ~600 MB of RSS and ~1 s,
+    for PyPI wheels that cannot decode on the GPU anyway. Hiding the ``nvidia``
+    namespace during that import skips the preload; set ``REKOLAB_DECORD_CUDA=1``
+    with a CUDA build of decord2 to keep it."""
+    import sys
+
+    if "decord" in sys.modules or os.environ.get("REKOLAB_DECORD_CUDA") == "1":
+        return require("decord", "video")
+    hidden = "nvidia" not in sys.modules
+    if hidden:
+        sys.modules["nvidia"] = None  # importlib.util.find_spec("nvidia") -> None
+    try:
+        return require("decord", "video")
+    finally:
+        if hidden:
+            del sys.modules["nvidia"]
+
+
 def _open_reader(path: Path):
-    decord = require("decord", "video")
+    decord = _import_decord()
     try:
         return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except Exception as exc:
