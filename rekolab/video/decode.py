@@ -269,6 +269,13 @@ def _prefetch(reader, indices, timestamps_ms, batch_size, prefetch, stop) -> Ite
         return False
 
     def work():
+        # Decoding is the smaller share of a job; at a lower priority it fills the
+        # gaps the models leave instead of taking cores from them (Linux: nice
+        # applies per thread). Harmless where it is not allowed.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         try:
             for start in range(0, len(indices), batch_size):
                 if stop.is_set():
