@@ -187,20 +187,22 @@ SIMILARITY_CENTER = 0.33
 SIMILARITY_SCALE = 0.05
 
 
-def similarity(cosine):
-    """Rekognition-style Similarity (0-100) from embedding cosine (scalar or array)."""
-    center, scale = SIMILARITY_CENTER, SIMILARITY_SCALE
+def _similarity_params() -> tuple[float, float]:
     override = os.environ.get("REKOLAB_FACE_SIMILARITY")
     if override:
         center, scale = (float(v) for v in override.split(","))
+        return center, scale
+    return SIMILARITY_CENTER, SIMILARITY_SCALE
+
+
+def similarity(cosine):
+    """Rekognition-style Similarity (0-100) from embedding cosine (scalar or array)."""
+    center, scale = _similarity_params()
     return 100.0 / (1.0 + np.exp(-(np.asarray(cosine, dtype=np.float64) - center) / scale))
 
 
 def cosine_for_similarity(percent: float) -> float:
     """The cosine at which :func:`similarity` equals ``percent`` (for thresholds)."""
-    center, scale = SIMILARITY_CENTER, SIMILARITY_SCALE
-    override = os.environ.get("REKOLAB_FACE_SIMILARITY")
-    if override:
-        center, scale = (float(v) for v in override.split(","))
+    center, scale = _similarity_params()
     p = min(max(percent / 100.0, 1e-9), 1 - 1e-9)
     return center + scale * float(np.log(p / (1 - p)))
