@@ -1,0 +1,971 @@
+"""Face collections: create, index, search, list, delete; persisted under the rekolab home.
+
+Layout (one folder per collection)::
+
+    <home>/collections/<CollectionId>/collection.json      the manifest (id, ARN, face model,
+                                                            creation time, tags, segment list)
+    <home>/collections/<CollectionId>/seg-<uuid>.parquet   face metadata of one segment
+    <home>/collections/<CollectionId>/seg-<uuid>.npy       its embeddings, float32 (n, D)
+    <home>/collections/.locks/<CollectionId>.lock          fcntl lock file
+
+(A CollectionId that starts with ``.`` -- the pattern allows ``..`` -- gets the
+folder ``%2E<rest>``, so no id can name a folder outside ``collections/``.)
+
+**Writes are atomic and multi-process safe.** Every read-modify-write (IndexFaces,
+DeleteFaces, Create/DeleteCollection) holds an exclusive ``fcntl.flock`` on the
+collection's lock file; readers hold a shared one while they read the manifest
+and open the segments it names. A write puts new, immutable segment files in place
+(temp file, fsync, ``os.replace``), then atomically replaces ``collection.json``
+to point at them, then removes the files no manifest names any more. A reader
+therefore sees the collection before or after a write, never half of one, and
+several processes indexing into one collection at once lose nothing.
+
+**Segments.** IndexFaces appends a segment (it never rewrites the collection);
+when the newest segment holds at least as many faces as the one before, the two
+are merged (a binary counter: a collection of N faces has at most ~log2 N
+segments, and each face is rewritten O(log N) times in total). DeleteFaces
+rewrites only the segments that held a deleted face.
+
+**Search** is exact: the query embeddings times each segment's memory-mapped
+float32 matrix (cosine, the embeddings are L2-normalised), then
+``Similarity = rekolab.models.faces.similarity(cosine)`` (calibrated: cosine 0.40
+is Similarity 80), matches at or above ``FaceMatchThreshold``, highest first, at
+most ``MaxFaces``. Segments are immutable, so a process keeps them mapped between
+calls and re-reads only a changed manifest. See bench/bench_collections.py for
+latency at 100k faces.
+
+**Face model.** A collection records the face pack it was created with
+(``FaceModelVersion`` = the pack's name, e.g. ``scrfd500m_mfn128``) and refuses,
+with ``InvalidParameterException``, to index or search with another pack: the
+embedding spaces of two recognizers are not comparable. ``IndexFacesModelVersion``
+(the service model allows only digits and dots there) is ``"<crc32 of the pack
+name>.0"``.
+
+The contract the streaming processors use is :func:`search_embeddings` and
+:func:`collection_face_model_version`.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import functools
+import hashlib
+import io
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from . import store
+from .errors import (ImageTooLargeException, InvalidImageFormatException, InvalidParameterException,
+                     InvalidS3ObjectException, ResourceAlreadyExistsException, ResourceNotFoundException,
+                     ServiceQuotaExceededException)
+
+__all__ = [
+    "search_embeddings",
+    "collection_face_model_version",
+    "current_face_model_version",
+    "index_faces_model_version",
+    "collection_arn",
+    "QUALITY_BARS",
+    "DEFAULT_FACE_MATCH_THRESHOLD",
+    "MAX_SEARCH_FACES",
+    "MAX_INDEX_FACES",
+    "MAX_IMAGE_BYTES",
+    "MAX_S3_IMAGE_BYTES",
+    "MIN_IMAGE_PIXELS",
+    "FACE_LIST_SCHEMA",
+]
+
+DEFAULT_FACE_MATCH_THRESHOLD = 80.0
+MAX_SEARCH_FACES = 4096          # SearchFaces/SearchFacesByImage MaxFaces upper bound
+MAX_INDEX_FACES = 100            # IndexFaces indexes at most the 100 largest faces
+MAX_IMAGE_BYTES = 5 * 1024 * 1024        # Image.Bytes
+MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024    # Image.S3Object
+MIN_IMAGE_PIXELS = 80                    # minimum image height and width
+MAX_COLLECTION_FACES = 20_000_000        # faces per collection (DG limits, maximum)
+DEFAULT_LIST_RESULTS = 1000
+ARN_PREFIX = "arn:aws:rekognition:local:000000000000:collection/"
+
+_MANIFEST = "collection.json"
+
+
+_BOX = pa.struct([("Width", pa.float64()), ("Height", pa.float64()), ("Left", pa.float64()),
+                  ("Top", pa.float64())])
+#: Arrow schema of a ListFaces ``Face`` item (``rk.Collection.faces()``).
+FACE_LIST_SCHEMA = pa.schema([("FaceId", pa.string()), ("BoundingBox", _BOX), ("ImageId", pa.string()),
+                              ("ExternalImageId", pa.string()), ("Confidence", pa.float64()),
+                              ("IndexFacesModelVersion", pa.string())])
+
+
+# ============================================================================ paths and locks
+
+
+def _root() -> Path:
+    path = store.home() / "collections"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _folder_name(collection_id: str) -> str:
+    # The CollectionId pattern [a-zA-Z0-9_.\-]+ has no "/" but allows "." and "..".
+    return "%2E" + collection_id[1:] if collection_id.startswith(".") else collection_id
+
+
+def _collection_id(folder_name: str) -> str:
+    return "." + folder_name[3:] if folder_name.startswith("%2E") else folder_name
+
+
+def _dir(collection_id: str) -> Path:
+    return _root() / _folder_name(collection_id)
+
+
+@contextlib.contextmanager
+def _locked(collection_id: str, exclusive: bool) -> Iterator[None]:
+    """``fcntl.flock`` on the collection's lock file (works across processes and,
+    since each call opens its own file description, across threads)."""
+    locks = _root() / ".locks"
+    locks.mkdir(exist_ok=True)
+    fd = os.open(locks / (_folder_name(collection_id) + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def collection_arn(collection_id: str) -> str:
+    return ARN_PREFIX + collection_id
+
+
+# ============================================================================ face model version
+
+
+def current_face_model_version() -> str:
+    """``FaceModelVersion`` of the face pack this process uses (its name): the same
+    value as ``rekolab.models.faces.face_pack().version``, without loading models."""
+    return _pack_name(os.environ.get("REKOLAB_FACE_PACK"), os.environ.get("REKOLAB_MODEL_DIR"))
+
+
+@functools.lru_cache(maxsize=16)
+def _pack_name(pack_env: str | None, model_dir_env: str | None) -> str:
+    # Cached per environment: resolving may read the packs' ONNX graphs, and
+    # search_embeddings runs once per analysed frame.
+    from .models.faces import resolve_pack_dir
+
+    return resolve_pack_dir()[0]
+
+
+def index_faces_model_version(face_model_version: str) -> str:
+    """``Face.IndexFacesModelVersion`` (pattern ``[0-9\\.]+``) for a face model name."""
+    return f"{zlib.crc32(face_model_version.encode('utf-8'))}.0"
+
+
+def _check_pack(manifest: dict, version: str | None, operation: str | None = None) -> None:
+    version = version or current_face_model_version()
+    if manifest["FaceModelVersion"] != version:
+        raise InvalidParameterException(
+            f"Collection {manifest['CollectionId']!r} was built with face model "
+            f"{manifest['FaceModelVersion']!r}, but the face pack in use is {version!r}; embeddings of "
+            f"different recognizers cannot be compared. Set REKOLAB_FACE_PACK={manifest['FaceModelVersion']} "
+            "or index the faces into a new collection", operation or "rekolab")
+
+
+# ============================================================================ segments and views
+
+
+@dataclass
+class _Segment:
+    """One immutable segment: n faces, their metadata and a memory-mapped (n, D) matrix."""
+
+    name: str
+    embeddings: np.ndarray          # float32 (n, D), memory-mapped
+    face_ids: np.ndarray            # object (n,)
+    image_ids: np.ndarray           # object (n,)
+    external_ids: np.ndarray        # object (n,), None where absent
+    image_sha: np.ndarray           # object (n,)
+    boxes: np.ndarray               # float64 (n, 4): Width, Height, Left, Top
+    confidences: np.ndarray         # float64 (n,)
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
+
+
+_SEGMENT_COLUMNS = ("FaceId", "ImageId", "ExternalImageId", "ImageSha", "Width", "Height", "Left", "Top",
+                    "Confidence")
+
+
+def _segment_table(rows: dict[str, list]) -> pa.Table:
+    s, f = pa.string(), pa.float64()
+    schema = pa.schema([("FaceId", s), ("ImageId", s), ("ExternalImageId", s), ("ImageSha", s),
+                        ("Width", f), ("Height", f), ("Left", f), ("Top", f), ("Confidence", f)])
+    return pa.table({k: rows[k] for k in _SEGMENT_COLUMNS}, schema=schema)
+
+
+def _write_segment(folder: Path, rows: dict[str, list], embeddings: np.ndarray) -> dict:
+    """Write a new segment's two files atomically; return its manifest entry."""
+    import pyarrow.parquet as pq
+
+    name = f"seg-{uuid.uuid4().hex}"
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(embeddings, dtype=np.float32))
+    store.atomic_write_bytes(folder / f"{name}.npy", buf.getvalue())
+    buf = io.BytesIO()
+    pq.write_table(_segment_table(rows), buf)
+    store.atomic_write_bytes(folder / f"{name}.parquet", buf.getvalue())
+    return {"Name": name, "Count": int(len(embeddings))}
+
+
+def _segment_rows(seg: _Segment, keep: np.ndarray | None = None) -> dict[str, list]:
+    idx = np.arange(len(seg)) if keep is None else keep
+    return {
+        "FaceId": seg.face_ids[idx].tolist(), "ImageId": seg.image_ids[idx].tolist(),
+        "ExternalImageId": seg.external_ids[idx].tolist(), "ImageSha": seg.image_sha[idx].tolist(),
+        "Width": seg.boxes[idx, 0].tolist(), "Height": seg.boxes[idx, 1].tolist(),
+        "Left": seg.boxes[idx, 2].tolist(), "Top": seg.boxes[idx, 3].tolist(),
+        "Confidence": seg.confidences[idx].tolist(),
+    }
+
+
+def _load_segment(folder: Path, name: str) -> _Segment:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder / f"{name}.parquet")
+    col = {k: table.column(k).to_numpy(zero_copy_only=False) for k in _SEGMENT_COLUMNS}
+    emb = np.load(folder / f"{name}.npy", mmap_mode="r")
+    boxes = np.stack([col["Width"], col["Height"], col["Left"], col["Top"]], axis=1).astype(np.float64)
+    return _Segment(name=name, embeddings=emb, face_ids=col["FaceId"].astype(object),
+                    image_ids=col["ImageId"].astype(object), external_ids=col["ExternalImageId"].astype(object),
+                    image_sha=col["ImageSha"].astype(object), boxes=boxes.reshape(-1, 4),
+                    confidences=col["Confidence"].astype(np.float64))
+
+
+@dataclass
+class _View:
+    """A consistent snapshot of a collection: its manifest and its loaded segments."""
+
+    key: bytes
+    manifest: dict
+    segments: list[_Segment]
+
+    @property
+    def count(self) -> int:
+        return sum(len(s) for s in self.segments)
+
+    @property
+    def collection_id(self) -> str:
+        return self.manifest["CollectionId"]
+
+    def face(self, seg: _Segment, i: int) -> dict:
+        """The Rekognition ``Face`` dict of row ``i`` of ``seg``."""
+        w, h, left, top = seg.boxes[i]
+        out = {"FaceId": seg.face_ids[i],
+               "BoundingBox": {"Width": float(w), "Height": float(h), "Left": float(left), "Top": float(top)},
+               "ImageId": seg.image_ids[i]}
+        if seg.external_ids[i] is not None:
+            out["ExternalImageId"] = seg.external_ids[i]
+        out["Confidence"] = float(seg.confidences[i])
+        out["IndexFacesModelVersion"] = self.manifest["IndexFacesModelVersion"]
+        return out
+
+    def find(self, face_id: str) -> tuple[_Segment, int] | None:
+        for seg in self.segments:
+            hits = np.flatnonzero(seg.face_ids == face_id)
+            if len(hits):
+                return seg, int(hits[0])
+        return None
+
+
+_cache_lock = threading.Lock()
+_VIEWS: dict[str, _View] = {}
+_SEGMENTS: dict[str, _Segment] = {}
+
+
+def _manifest_key(path: Path) -> bytes | None:
+    """The manifest's bytes (a few hundred): the same bytes name the same immutable
+    segments, so they identify a collection state exactly (no stat-time races).
+    ``os.replace`` makes the read see a whole old or a whole new manifest."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _not_found(collection_id: str, operation: str | None = None):
+    return ResourceNotFoundException(
+        f"The collection id: {collection_id} does not exist. Create it with CreateCollection "
+        "(rk.Collection.create) first", operation or "rekolab")
+
+
+def _read_view(collection_id: str, operation: str | None = None) -> _View:
+    """Load the collection's current state. The caller holds its lock (shared or
+    exclusive), so every segment the manifest names exists while it is opened."""
+    folder = _dir(collection_id)
+    manifest_path = folder / _MANIFEST
+    key = _manifest_key(manifest_path)
+    if key is None:
+        raise _not_found(collection_id, operation)
+    cache_key = str(folder)
+    with _cache_lock:
+        view = _VIEWS.get(cache_key)
+        if view is not None and view.key == key:
+            return view
+    manifest = json.loads(key)
+    segments = []
+    for entry in manifest["Segments"]:
+        seg_key = f"{folder}/{entry['Name']}"
+        with _cache_lock:
+            seg = _SEGMENTS.get(seg_key)
+        if seg is None:
+            seg = _load_segment(folder, entry["Name"])
+        segments.append(seg)
+    view = _View(key=key, manifest=manifest, segments=segments)
+    with _cache_lock:
+        names = {f"{folder}/{s.name}" for s in segments}
+        for k in [k for k in _SEGMENTS if k.startswith(f"{folder}/") and k not in names]:
+            del _SEGMENTS[k]
+        for s in segments:
+            _SEGMENTS[f"{folder}/{s.name}"] = s
+        _VIEWS[cache_key] = view
+    return view
+
+
+def _view(collection_id: str, operation: str | None = None) -> _View:
+    """The collection's current state for a reader (cached while the manifest is unchanged)."""
+    folder = _dir(collection_id)
+    key = _manifest_key(folder / _MANIFEST)
+    if key is None:
+        raise _not_found(collection_id, operation)
+    with _cache_lock:
+        view = _VIEWS.get(str(folder))
+    if view is not None and view.key == key:
+        return view  # segments are immutable: a mapped one stays valid even once unlinked
+    with _locked(collection_id, exclusive=False):
+        return _read_view(collection_id, operation)
+
+
+def _commit(collection_id: str, manifest: dict) -> None:
+    """Replace the manifest atomically, then remove files no manifest names (caller
+    holds the exclusive lock)."""
+    folder = _dir(collection_id)
+    manifest["FaceCount"] = int(sum(s["Count"] for s in manifest["Segments"]))
+    store.atomic_write_json(folder / _MANIFEST, manifest)
+    live = {s["Name"] for s in manifest["Segments"]}
+    for path in folder.iterdir():
+        if path.name.startswith("seg-") and path.name.split(".")[0] not in live:
+            path.unlink(missing_ok=True)
+        elif path.name.startswith(".") and path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)  # a temp file left by a writer that died
+
+
+def _merge_tail(collection_id: str, view: _View, manifest: dict) -> None:
+    """Binary-counter merging: while the newest segment is at least as large as the one
+    before it, merge the two (keeps ~log2 N segments)."""
+    folder = _dir(collection_id)
+    entries = manifest["Segments"]
+    loaded = {s.name: s for s in view.segments}
+    while len(entries) >= 2 and entries[-1]["Count"] >= entries[-2]["Count"]:
+        a, b = (loaded.get(e["Name"]) for e in entries[-2:])
+        a = a if a is not None else _load_segment(folder, entries[-2]["Name"])
+        b = b if b is not None else _load_segment(folder, entries[-1]["Name"])
+        rows_a, rows_b = _segment_rows(a), _segment_rows(b)
+        rows = {k: rows_a[k] + rows_b[k] for k in _SEGMENT_COLUMNS}
+        emb = np.concatenate([np.asarray(a.embeddings), np.asarray(b.embeddings)])
+        entry = _write_segment(folder, rows, emb)
+        loaded[entry["Name"]] = _load_segment(folder, entry["Name"])
+        entries[-2:] = [entry]
+
+
+# ============================================================================ the contract
+
+
+def collection_face_model_version(collection_id: str) -> str:
+    """The ``FaceModelVersion`` (face pack name) a collection was created with.
+
+    Raises ``ResourceNotFoundException`` for an unknown collection."""
+    return _view(collection_id).manifest["FaceModelVersion"]
+
+
+def search_embeddings(collection_id: str, embeddings: np.ndarray,
+                      face_match_threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
+                      max_faces: int = MAX_SEARCH_FACES, *,
+                      face_model_version: str | None = None) -> list[list[dict]]:
+    """For each L2-normalised query embedding (N, D): its ``FaceMatches`` list.
+
+    Each match is ``{"Similarity": float, "Face": {"FaceId", "BoundingBox",
+    "ImageId", "ExternalImageId" (if any), "Confidence", "IndexFacesModelVersion"}}``,
+    with Similarity >= ``face_match_threshold``, highest first, at most
+    ``max_faces``. ``ResourceNotFoundException`` for an unknown collection;
+    ``InvalidParameterException`` when the collection was built with another face
+    pack than the one in use (``face_model_version``, default
+    ``rekolab.models.faces.face_pack().version``) or for embeddings of another size.
+
+        >>> pack = rekolab.models.faces.face_pack()
+        >>> boxes, scores, kps = pack.detect(frame_bgr)
+        >>> matches = search_embeddings("cast", pack.embed(frame_bgr, kps))
+    """
+    view = _view(collection_id)
+    _check_pack(view.manifest, face_model_version)
+    queries = np.asarray(embeddings, dtype=np.float32)
+    if queries.ndim == 1:
+        queries = queries[None, :]
+    if queries.ndim != 2:
+        raise InvalidParameterException(f"embeddings must be (N, D), got shape {queries.shape}")
+    if not (0 <= float(face_match_threshold) <= 100):
+        raise InvalidParameterException(
+            f"FaceMatchThreshold is {face_match_threshold}; it must be between 0 and 100")
+    if not (1 <= int(max_faces) <= MAX_SEARCH_FACES):
+        raise InvalidParameterException(f"MaxFaces is {max_faces}; it must be between 1 and {MAX_SEARCH_FACES}")
+    return _search(view, queries, float(face_match_threshold), int(max_faces))
+
+
+def _search(view: _View, queries: np.ndarray, threshold: float, max_faces: int,
+            exclude: str | None = None) -> list[list[dict]]:
+    from .models.faces import cosine_for_similarity, similarity
+
+    dim = view.manifest.get("Dimension")
+    if len(queries) and dim is not None and queries.shape[1] != dim:
+        raise InvalidParameterException(
+            f"embeddings have {queries.shape[1]} dimensions; collection {view.collection_id!r} holds "
+            f"{dim}-dimensional faces")
+    norms = np.linalg.norm(queries, axis=1, keepdims=True)
+    queries = queries / np.maximum(norms, 1e-12)
+    # Similarity is monotonic in cosine: filter on cosine (slightly loose), then on
+    # the exact Similarity.
+    min_cos = -np.inf if threshold <= 0 else cosine_for_similarity(threshold) - 1e-6
+    # One matrix product per segment for all queries: (n_seg, D) @ (D, n_queries).
+    per_segment = [seg.embeddings @ queries.T if len(seg) else None for seg in view.segments]
+    results: list[list[dict]] = []
+    for q in range(len(queries)):
+        cands_cos, cands_seg, cands_row = [], [], []
+        for s, seg_cos in enumerate(per_segment):
+            if seg_cos is None:
+                continue
+            cos = seg_cos[:, q]
+            rows = np.flatnonzero(cos >= min_cos)
+            if len(rows) > max_faces:
+                rows = rows[np.argpartition(-cos[rows], max_faces - 1)[:max_faces]]
+            cands_cos.append(cos[rows])
+            cands_seg.append(np.full(len(rows), s))
+            cands_row.append(rows)
+        if not cands_cos:
+            results.append([])
+            continue
+        cos = np.concatenate(cands_cos)
+        seg_of, row_of = np.concatenate(cands_seg), np.concatenate(cands_row)
+        order = np.argsort(-cos, kind="stable")
+        sims = similarity(cos[order])
+        matches: list[dict] = []
+        for k, sim in zip(order, sims):
+            if sim < threshold:
+                break
+            seg, row = view.segments[seg_of[k]], int(row_of[k])
+            if exclude is not None and seg.face_ids[row] == exclude:
+                continue
+            matches.append({"Similarity": float(sim), "Face": view.face(seg, row)})
+            if len(matches) == max_faces:
+                break
+        results.append(matches)
+    return results
+
+
+def check_searchable(collection_id: str, operation: str | None = None) -> None:
+    """Raise what StartFaceSearch raises up front: ``ResourceNotFoundException`` for
+    an unknown collection, ``InvalidParameterException`` for another face pack."""
+    _check_pack(_view(collection_id, operation).manifest, None, operation)
+
+
+# ============================================================================ collection lifecycle
+
+
+def create_collection(collection_id: str, tags: dict | None = None, operation: str | None = None) -> dict:
+    """Create an empty collection; ``ResourceAlreadyExistsException`` if it exists."""
+    version = current_face_model_version()
+    with _locked(collection_id, exclusive=True):
+        folder = _dir(collection_id)
+        if (folder / _MANIFEST).exists():
+            raise ResourceAlreadyExistsException(
+                f"The collection id: {collection_id} already exists.", operation or "rekolab")
+        tmp = _root() / f".new-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        manifest = {
+            "CollectionId": collection_id,
+            "CollectionArn": collection_arn(collection_id),
+            "FaceModelVersion": version,
+            "IndexFacesModelVersion": index_faces_model_version(version),
+            "CreationTimestampMs": int(time.time() * 1000),
+            "Tags": dict(tags or {}),
+            "Dimension": None,
+            "Segments": [],
+            "FaceCount": 0,
+        }
+        store.atomic_write_json(tmp / _MANIFEST, manifest)
+        if folder.exists():  # a folder with no manifest: left by a crash; replace it
+            shutil.rmtree(folder, ignore_errors=True)
+        os.rename(tmp, folder)
+    return {"StatusCode": 200, "CollectionArn": manifest["CollectionArn"], "FaceModelVersion": version}
+
+
+def describe_collection(collection_id: str, operation: str | None = None) -> dict:
+    m = _view(collection_id, operation).manifest
+    return {
+        "FaceCount": int(m["FaceCount"]),
+        "FaceModelVersion": m["FaceModelVersion"],
+        "CollectionARN": m["CollectionArn"],
+        "CreationTimestamp": _dt.datetime.fromtimestamp(m["CreationTimestampMs"] / 1000, tz=_dt.timezone.utc),
+        "UserCount": 0,
+    }
+
+
+def delete_collection(collection_id: str, operation: str | None = None) -> dict:
+    with _locked(collection_id, exclusive=True):
+        folder = _dir(collection_id)
+        if not (folder / _MANIFEST).exists():
+            raise _not_found(collection_id, operation)
+        trash = _root() / f".trash-{uuid.uuid4().hex}"
+        os.rename(folder, trash)  # atomic: the collection is gone in one step
+    shutil.rmtree(trash, ignore_errors=True)
+    with _cache_lock:
+        _VIEWS.pop(str(folder), None)
+        for k in [k for k in _SEGMENTS if k.startswith(f"{folder}/")]:
+            del _SEGMENTS[k]
+    return {"StatusCode": 200}
+
+
+def collection_ids() -> list[str]:
+    """Every collection id, sorted."""
+    out = []
+    for path in _root().iterdir():
+        if not path.name.startswith(".") and (path / _MANIFEST).is_file():
+            out.append(_collection_id(path.name))
+    return sorted(out)
+
+
+def _token_scope(kind: str, key: str) -> str:
+    return f"{kind}:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def list_collections(max_results: int | None = None, next_token: str | None = None) -> dict:
+    from .results import make_token, read_token
+
+    limit = max_results or DEFAULT_LIST_RESULTS
+    ids = collection_ids()
+    scope = _token_scope("ListCollections", "")
+    start = 0
+    if next_token:
+        after = read_token(next_token, scope)  # the index of the last id returned + 1, by name
+        start = after
+    page = ids[start:start + limit]
+    versions = []
+    for cid in page:
+        try:
+            versions.append(store.read_json(_dir(cid) / _MANIFEST)["FaceModelVersion"])
+        except FileNotFoundError:  # deleted meanwhile
+            versions.append(None)
+    keep = [i for i, v in enumerate(versions) if v is not None]
+    out = {"CollectionIds": [page[i] for i in keep], "FaceModelVersions": [versions[i] for i in keep]}
+    if start + limit < len(ids):
+        out["NextToken"] = make_token(scope, start + limit)
+    return out
+
+
+# ============================================================================ faces
+
+
+def _face_rows_sorted(view: _View) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(face ids, segment index, row) of every face, sorted by FaceId."""
+    if not view.segments:
+        return np.zeros(0, object), np.zeros(0, int), np.zeros(0, int)
+    ids = np.concatenate([s.face_ids for s in view.segments])
+    seg_of = np.concatenate([np.full(len(s), i) for i, s in enumerate(view.segments)])
+    row_of = np.concatenate([np.arange(len(s)) for s in view.segments])
+    order = np.argsort(ids.astype(str), kind="stable")
+    return ids[order], seg_of[order], row_of[order]
+
+
+def list_faces(collection_id: str, max_results: int | None = None, next_token: str | None = None,
+               face_ids: list[str] | None = None, user_id: str | None = None,
+               operation: str | None = None) -> dict:
+    """ListFaces: faces sorted by FaceId; NextToken holds the last FaceId returned,
+    so paging is stable while faces are added or deleted."""
+    from .results import make_token, read_token
+
+    view = _view(collection_id, operation)
+    limit = max_results or DEFAULT_LIST_RESULTS
+    scope = _token_scope("ListFaces", f"{collection_id}\n{user_id}\n{sorted(face_ids or [])}")
+    ids, seg_of, row_of = _face_rows_sorted(view)
+    if face_ids is not None:
+        keep = np.isin(ids, np.array(sorted(set(face_ids)), dtype=object))
+        ids, seg_of, row_of = ids[keep], seg_of[keep], row_of[keep]
+    if user_id is not None:  # rekolab has no users (AssociateFaces): no face belongs to one
+        ids, seg_of, row_of = ids[:0], seg_of[:0], row_of[:0]
+    start = 0
+    if next_token:
+        after = read_token(next_token, scope)
+        after_id = str(uuid.UUID(int=after))
+        start = int(np.searchsorted(ids.astype(str), after_id, side="right"))
+    sel = range(start, min(start + limit, len(ids)))
+    out: dict[str, Any] = {"Faces": [_list_face(view, view.segments[seg_of[i]], int(row_of[i])) for i in sel]}
+    if start + limit < len(ids):
+        out["NextToken"] = make_token(scope, uuid.UUID(ids[start + limit - 1]).int)
+    out["FaceModelVersion"] = view.manifest["FaceModelVersion"]
+    return out
+
+
+def _list_face(view: _View, seg: _Segment, row: int) -> dict:
+    return view.face(seg, row)
+
+
+def delete_faces(collection_id: str, face_ids: list[str], operation: str | None = None) -> dict:
+    wanted = list(dict.fromkeys(face_ids))
+    with _locked(collection_id, exclusive=True):
+        view = _read_view(collection_id, operation)
+        manifest = dict(view.manifest)
+        folder = _dir(collection_id)
+        wanted_arr = np.array(wanted, dtype=object)
+        deleted: set[str] = set()
+        entries = []
+        for entry, seg in zip(manifest["Segments"], view.segments):
+            hit = np.isin(seg.face_ids, wanted_arr) if len(seg) else np.zeros(0, bool)
+            if not hit.any():
+                entries.append(entry)
+                continue
+            deleted.update(seg.face_ids[hit].tolist())
+            keep = np.flatnonzero(~hit)
+            if len(keep):
+                entries.append(_write_segment(folder, _segment_rows(seg, keep), np.asarray(seg.embeddings)[keep]))
+        if deleted:
+            manifest["Segments"] = entries
+            _commit(collection_id, manifest)
+    out: dict[str, Any] = {}
+    done = [f for f in wanted if f in deleted]
+    if done:  # the service model gives DeletedFaces at least 1 member: absent when none
+        out["DeletedFaces"] = done
+    out["UnsuccessfulFaceDeletions"] = [{"FaceId": f, "Reasons": ["FACE_NOT_FOUND"]}
+                                        for f in wanted if f not in deleted]
+    return out
+
+
+def search_faces(collection_id: str, face_id: str, face_match_threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
+                 max_faces: int = MAX_SEARCH_FACES, operation: str | None = None) -> dict:
+    """SearchFaces: the stored face's embedding against the rest of its collection
+    (the face itself is not among the matches)."""
+    view = _view(collection_id, operation)
+    hit = view.find(face_id)
+    if hit is None:
+        raise InvalidParameterException(
+            f"FaceId {face_id} is not in collection {collection_id!r}; list its faces with ListFaces",
+            operation or "rekolab")
+    seg, row = hit
+    query = np.asarray(seg.embeddings[row], dtype=np.float32)[None, :]
+    matches = _search(view, query, face_match_threshold, max_faces + 1, exclude=face_id)[0][:max_faces]
+    return {"SearchedFaceId": face_id, "FaceMatches": matches,
+            "FaceModelVersion": view.manifest["FaceModelVersion"]}
+
+
+def add_faces(collection_id: str, embeddings: np.ndarray, faces: list[dict], image_sha: str,
+              face_model_version: str | None = None, operation: str | None = None) -> list[dict]:
+    """Store faces (one ``Face``-like dict per embedding: BoundingBox, Confidence,
+    optional ExternalImageId) under the collection's exclusive lock.
+
+    Idempotent per image: a face of the same image (``image_sha``) and
+    ExternalImageId at the same box is not stored twice; its existing ``Face`` is
+    returned. Faces of an image already in the collection share its ImageId.
+    Returns the stored ``Face`` dicts, in the order given."""
+    embeddings = np.asarray(embeddings, dtype=np.float32).reshape(len(faces), -1)
+    with _locked(collection_id, exclusive=True):
+        view = _read_view(collection_id, operation)
+        _check_pack(view.manifest, face_model_version, operation)
+        manifest = dict(view.manifest)
+        if len(faces) and manifest.get("Dimension") not in (None, embeddings.shape[1]):
+            raise InvalidParameterException(
+                f"embeddings have {embeddings.shape[1]} dimensions; collection {collection_id!r} holds "
+                f"{manifest['Dimension']}-dimensional faces", operation or "rekolab")
+        same_image = [(seg, np.flatnonzero(seg.image_sha == image_sha)) for seg in view.segments if len(seg)]
+        same_image = [(seg, rows) for seg, rows in same_image if len(rows)]
+        image_id = same_image[0][0].image_ids[same_image[0][1][0]] if same_image else str(uuid.uuid4())
+        out: list[dict] = []
+        new_rows: dict[str, list] = {k: [] for k in _SEGMENT_COLUMNS}
+        new_idx: list[int] = []
+        for i, face in enumerate(faces):
+            ext = face.get("ExternalImageId")
+            box = face["BoundingBox"]
+            b = np.array([box["Width"], box["Height"], box["Left"], box["Top"]])
+            existing = None
+            for seg, rows in same_image:
+                for r in rows:
+                    if seg.external_ids[r] == ext and np.allclose(seg.boxes[r], b, atol=1e-4):
+                        existing = view.face(seg, int(r))
+                        break
+                if existing:
+                    break
+            if existing is not None:
+                out.append(existing)
+                continue
+            face_id = str(uuid.uuid4())
+            for k, v in (("FaceId", face_id), ("ImageId", image_id), ("ExternalImageId", ext),
+                         ("ImageSha", image_sha), ("Width", float(b[0])), ("Height", float(b[1])),
+                         ("Left", float(b[2])), ("Top", float(b[3])), ("Confidence", float(face["Confidence"]))):
+                new_rows[k].append(v)
+            new_idx.append(i)
+            record = {"FaceId": face_id, "BoundingBox": dict(box), "ImageId": image_id}
+            if ext is not None:
+                record["ExternalImageId"] = ext
+            record["Confidence"] = float(face["Confidence"])
+            record["IndexFacesModelVersion"] = manifest["IndexFacesModelVersion"]
+            out.append(record)
+        if new_idx:
+            if manifest["FaceCount"] + len(new_idx) > MAX_COLLECTION_FACES:
+                raise ServiceQuotaExceededException(
+                    f"Collection {collection_id!r} would hold more than {MAX_COLLECTION_FACES} faces",
+                    operation or "rekolab")
+            manifest["Dimension"] = int(embeddings.shape[1])
+            manifest["Segments"] = list(manifest["Segments"]) + [
+                _write_segment(_dir(collection_id), new_rows, embeddings[new_idx])]
+            _merge_tail(collection_id, view, manifest)
+            _commit(collection_id, manifest)
+    return out
+
+
+# ============================================================================ images
+
+
+def load_image(image: dict, buckets: dict[str, str], operation: str | None = None) -> tuple[np.ndarray, str]:
+    """A validated ``Image`` member -> (BGR uint8 array, sha256 of the file bytes).
+
+    ``Bytes`` (at most 5 MB) or ``S3Object`` (a configured local bucket root, the
+    same safety as videos; at most 15 MB). JPEG and PNG only, as Rekognition;
+    at least 80 x 80 pixels."""
+    op = operation or "rekolab"
+    if not isinstance(image, dict) or ("Bytes" in image) == ("S3Object" in image):
+        raise InvalidParameterException("Image must have exactly one of Bytes or S3Object", op)
+    if "Bytes" in image:
+        data = image["Bytes"]
+        if hasattr(data, "read"):
+            data = data.read()
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        data = bytes(data)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise ImageTooLargeException(
+                f"Image size is too large: Image.Bytes is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} "
+                "bytes (5 MB). Pass a larger file as Image.S3Object (up to 15 MB) or downscale it", op)
+    else:
+        data = _read_s3_image(image["S3Object"], buckets, op)
+    if not (data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"):
+        raise InvalidImageFormatException(
+            "Request has invalid image format: the image must be a JPEG or PNG file", op)
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise InvalidImageFormatException(
+            "Request has invalid image format: the JPEG/PNG data could not be decoded (truncated or corrupt?)", op)
+    h, w = bgr.shape[:2]
+    if h < MIN_IMAGE_PIXELS or w < MIN_IMAGE_PIXELS:
+        raise InvalidParameterException(
+            f"The image is {w}x{h} pixels; height and width must be at least {MIN_IMAGE_PIXELS} pixels", op)
+    return bgr, hashlib.sha256(data).hexdigest()
+
+
+def _read_s3_image(s3: dict, buckets: dict[str, str], op: str) -> bytes:
+    from .video.source import _fetch_s3, _inside_root
+
+    bucket, name, version = s3.get("Bucket"), s3.get("Name"), s3.get("Version")
+    if not bucket or not name:
+        raise InvalidParameterException("Image.S3Object needs Bucket and Name", op)
+    if bucket in buckets:
+        if version is not None:
+            raise InvalidParameterException(
+                f"S3Object.Version is not supported for the local bucket {bucket!r}: local bucket roots keep "
+                "one version of each object; drop Version", op)
+        path = _inside_root(Path(buckets[bucket]), name, bucket)
+    else:
+        path = _fetch_s3(bucket, name, version)
+    if not path.is_file():
+        raise InvalidS3ObjectException(
+            f"Unable to get object metadata from S3: {bucket}/{name} does not exist ({path})", op)
+    size = path.stat().st_size
+    if size > MAX_S3_IMAGE_BYTES:
+        raise ImageTooLargeException(
+            f"Image size is too large: {bucket}/{name} is {size} bytes; the maximum from S3 is "
+            f"{MAX_S3_IMAGE_BYTES} bytes (15 MB)", op)
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise InvalidS3ObjectException(f"{bucket}/{name} is not readable (permission denied on {path})", op) from None
+
+
+# ============================================================================ IndexFaces quality
+
+
+#: QualityFilter bars. A face is filtered out with each reason whose test fails.
+#: Measured on ../shared/media: sharp, frontal stills read Confidence 74-89,
+#: Sharpness 30-94, Brightness 21-67, >= 96 px; the Hamilton clip's singer 71-86,
+#: 29-77, 34-41, ~80 px; its dark, blurred audience Sharpness 0-9, Brightness 3-17.
+#: ``min_side`` is the face box's shorter side in image pixels; ``quality`` bounds the
+#: combined score of :func:`face_quality`. AUTO uses the MEDIUM bar.
+QUALITY_BARS: dict[str, dict[str, float]] = {
+    "LOW":    {"confidence": 50, "min_side": 16, "sharpness": 2, "brightness": 5, "yaw": 80, "pitch": 60,
+               "quality": 0.10},
+    "MEDIUM": {"confidence": 60, "min_side": 24, "sharpness": 5, "brightness": 10, "yaw": 70, "pitch": 45,
+               "quality": 0.20},
+    "HIGH":   {"confidence": 70, "min_side": 40, "sharpness": 15, "brightness": 20, "yaw": 45, "pitch": 30,
+               "quality": 0.35},
+}
+QUALITY_BARS["AUTO"] = QUALITY_BARS["MEDIUM"]
+
+
+def face_quality(detail: dict, min_side_px: float) -> float:
+    """A 0..1 face quality: the geometric mean of detector confidence, sharpness
+    (saturating at 50), brightness (best between 25 and 75) and size (saturating
+    at a 64 px shorter side). Ranks faces for MaxFaces and gives LOW_FACE_QUALITY."""
+    q = detail.get("Quality", {})
+    terms = [
+        detail["Confidence"] / 100.0,
+        min(q.get("Sharpness", 0.0) / 50.0, 1.0),
+        min(q.get("Brightness", 0.0) / 25.0, (100.0 - q.get("Brightness", 0.0)) / 25.0, 1.0),
+        min(min_side_px / 64.0, 1.0),
+    ]
+    terms = np.clip(np.array(terms, dtype=np.float64), 1e-3, 1.0)
+    return float(np.exp(np.log(terms).mean()))
+
+
+def quality_reasons(detail: dict, min_side_px: float, level: str) -> list[str]:
+    """The UnindexedFaces ``Reasons`` for a face under QualityFilter ``level``."""
+    if level == "NONE":
+        return []
+    bar = QUALITY_BARS[level]
+    q = detail.get("Quality", {})
+    pose = detail.get("Pose", {})
+    reasons = []
+    if abs(pose.get("Yaw", 0.0)) > bar["yaw"] or abs(pose.get("Pitch", 0.0)) > bar["pitch"]:
+        reasons.append("EXTREME_POSE")
+    if q.get("Brightness", 100.0) < bar["brightness"]:
+        reasons.append("LOW_BRIGHTNESS")
+    if q.get("Sharpness", 100.0) < bar["sharpness"]:
+        reasons.append("LOW_SHARPNESS")
+    if detail["Confidence"] < bar["confidence"]:
+        reasons.append("LOW_CONFIDENCE")
+    if min_side_px < bar["min_side"]:
+        reasons.append("SMALL_BOUNDING_BOX")
+    if face_quality(detail, min_side_px) < bar["quality"]:
+        reasons.append("LOW_FACE_QUALITY")
+    return reasons
+
+
+_ATTRIBUTE_KEYS = {
+    "AGE_RANGE": "AgeRange", "BEARD": "Beard", "EMOTIONS": "Emotions", "EYE_DIRECTION": "EyeDirection",
+    "EYEGLASSES": "Eyeglasses", "EYES_OPEN": "EyesOpen", "GENDER": "Gender", "MOUTH_OPEN": "MouthOpen",
+    "MUSTACHE": "Mustache", "FACE_OCCLUDED": "FaceOccluded", "SMILE": "Smile", "SUNGLASSES": "Sunglasses",
+}
+_DEFAULT_KEYS = ("BoundingBox", "Landmarks", "Pose", "Quality", "Confidence")
+
+
+def _wanted_keys(detection_attributes: list[str] | None) -> tuple[str, set[str] | None]:
+    """("DEFAULT"|"ALL" to compute, keys to keep or None for all computed)."""
+    attrs = set(detection_attributes or ["DEFAULT"])
+    if "ALL" in attrs:
+        return "ALL", None
+    extra = {_ATTRIBUTE_KEYS[a] for a in attrs if a in _ATTRIBUTE_KEYS}
+    if not extra:
+        return "DEFAULT", None
+    return "ALL", set(_DEFAULT_KEYS) | extra
+
+
+def detect_faces(bgr: np.ndarray, detection_attributes: list[str] | None = None):
+    """Detect faces and describe them: (pack, boxes_px, scores, kps, FaceDetails)."""
+    from .analysis.face_attributes import describe_faces
+    from .models.faces import face_pack
+
+    pack = face_pack()
+    boxes, scores, kps = pack.detect(bgr)
+    compute, keep = _wanted_keys(detection_attributes)
+    details = describe_faces(bgr, boxes, kps, scores, pack.attributes, compute) if len(boxes) else []
+    if keep is not None:
+        details = [{k: v for k, v in d.items() if k in keep} for d in details]
+    return pack, boxes, scores, kps, details
+
+
+def index_faces(collection_id: str, bgr: np.ndarray, image_sha: str, external_image_id: str | None = None,
+                max_faces: int | None = None, quality_filter: str = "AUTO",
+                detection_attributes: list[str] | None = None, operation: str | None = None) -> dict:
+    """IndexFaces on a decoded image: detect, filter, embed, store. Returns the response."""
+    view = _view(collection_id, operation)
+    _check_pack(view.manifest, None, operation)  # before loading any model
+    pack, boxes, scores, kps, details = detect_faces(bgr, detection_attributes)
+    _check_pack(view.manifest, pack.version, operation)
+    n = len(details)
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) if n else np.zeros(0)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if n else np.zeros(0)
+    order = sorted(range(n), key=lambda i: -areas[i])  # largest first, as Rekognition sorts
+    reasons = {i: quality_reasons(details[i], sides[i], quality_filter) for i in order}
+    passing = [i for i in order if not reasons[i]]
+    cap = min(max_faces or MAX_INDEX_FACES, MAX_INDEX_FACES)
+    if len(passing) > cap:
+        # "the faces with the lowest quality are filtered out first", then the smallest:
+        # rank faces that would fail the AUTO bar last (only matters with NONE).
+        ranked = sorted(passing, key=lambda i: (bool(quality_reasons(details[i], sides[i], "AUTO")), -areas[i]))
+        kept = set(ranked[:cap])
+        for i in passing:
+            if i not in kept:
+                reasons[i] = ["EXCEEDS_MAX_FACES"]
+        passing = [i for i in passing if i in kept]
+    faces = []
+    for i in passing:
+        face = {"BoundingBox": details[i]["BoundingBox"], "Confidence": details[i]["Confidence"]}
+        if external_image_id is not None:
+            face["ExternalImageId"] = external_image_id
+        faces.append(face)
+    embeddings = pack.embed(bgr, kps[passing]) if passing else np.zeros((0, 1), np.float32)
+    stored = add_faces(collection_id, embeddings, faces, image_sha, pack.version, operation) if passing else []
+    return {
+        "FaceRecords": [{"Face": face, "FaceDetail": details[i]} for face, i in zip(stored, passing)],
+        "FaceModelVersion": view.manifest["FaceModelVersion"],
+        "UnindexedFaces": [{"Reasons": reasons[i], "FaceDetail": details[i]} for i in order if reasons[i]],
+    }
+
+
+def search_faces_by_image(collection_id: str, bgr: np.ndarray,
+                          face_match_threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
+                          max_faces: int = MAX_SEARCH_FACES, quality_filter: str = "NONE",
+                          operation: str | None = None) -> dict:
+    """SearchFacesByImage: the largest face (that passes ``quality_filter``) against
+    the collection. ``InvalidParameterException`` when there is no such face."""
+    view = _view(collection_id, operation)
+    _check_pack(view.manifest, None, operation)
+    pack, boxes, scores, kps, details = detect_faces(bgr)
+    _check_pack(view.manifest, pack.version, operation)
+    if not details:
+        raise InvalidParameterException(
+            "There are no faces in the image. Should be at least 1.", operation or "rekolab")
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    ok = [i for i in np.argsort(-areas, kind="stable") if not quality_reasons(details[i], sides[i], quality_filter)]
+    if not ok:
+        raise InvalidParameterException(
+            f"No face in the image passes QualityFilter {quality_filter} ({len(details)} detected); "
+            "use QualityFilter NONE or a better image", operation or "rekolab")
+    i = int(ok[0])
+    query = pack.embed(bgr, kps[i:i + 1])
+    matches = _search(view, query, face_match_threshold, max_faces)[0]
+    return {
+        "SearchedFaceBoundingBox": details[i]["BoundingBox"],
+        "SearchedFaceConfidence": details[i]["Confidence"],
+        "FaceMatches": matches,
+        "FaceModelVersion": view.manifest["FaceModelVersion"],
+    }
