@@ -1,11 +1,23 @@
 """The ``rekolab`` command.
 
-    rekolab faces VIDEO [-o faces.parquet] [--attributes ALL] [--sample-rate 5]
-    rekolab jobs                 # list jobs in the rekolab home
-    rekolab show JOB_ID          # one job's record
+    rekolab faces VIDEO|FOLDER [-o faces.parquet|faces.jsonl|OUTDIR] [--attributes ALL] [--sample-rate 5]
+    rekolab jobs [--operation faces] [--status SUCCEEDED]   # jobs in the rekolab home
+    rekolab show JOB_ID [--items 3]                        # one job's record (+ its first Get* items)
+    rekolab export JOB_ID FORMAT -o PATH                   # parquet, jsonl, coco, fiftyone, frames, crops
+    rekolab plot JOB_ID -o timeline.png                    # the job's timeline as a picture
 
-Exit codes: 0 success; 1 the job FAILED or the request was refused (the
-Rekognition error code and message are printed); 2 bad command line.
+    rekolab labels VIDEO|FOLDER [--min-confidence 50] [--include Car Person] [--exclude Text]
+    rekolab celebrities VIDEO|FOLDER [--gallery DIR] [--min-confidence 50]
+    rekolab search VIDEO|FOLDER --collection cast [--threshold 80]
+
+(each job command exists when its operation is installed: ``rekolab --help``).
+
+A FOLDER runs one job per video file in it (sorted by name); ``-o`` is then a
+folder that receives ``<video stem>.parquet`` (or ``.jsonl`` with ``--format jsonl``).
+
+Exit codes: 0 success; 1 a request was refused (the Rekognition error code and
+message are printed), a job FAILED (its StatusMessage is printed) or an export
+failed; 2 bad command line; 130 interrupted.
 """
 from __future__ import annotations
 
@@ -14,9 +26,25 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "VIDEO_SUFFIXES"]
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
+EXPORT_FORMATS = ("parquet", "jsonl", "coco", "fiftyone", "frames", "crops")
 
 
+class UsageError(Exception):
+    """A bad command line that argparse cannot see (exit code 2)."""
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _client_error(e) -> str:
+    return f"{e.response['Error']['Code']}: {e.response['Error']['Message']}"
+
+
+# -- summaries ------------------------------------------------------------------------------
 def _summary(df) -> str:
     """A per-second table: sampled frames with faces, faces, best confidence."""
     import pandas as pd
@@ -33,71 +61,331 @@ def _summary(df) -> str:
         return table.to_string()
 
 
-def _run_job(args, start) -> int:
+def _lane_summary(job, top: int = 15) -> str:
+    """The longest-present lanes (labels, celebrities, persons): seconds present, best confidence."""
+    view = job.view()
+    lanes = view.lanes()
+    if not lanes.names:
+        return "nothing found"
+    det = view.detections
+    best: dict[str, float] = {}
+    for lane, conf in zip(det.column("Lane").to_pylist(), det.column("Confidence").to_pylist()):
+        if conf is not None:
+            best[lane] = max(best.get(lane, 0.0), conf)
+    pres = lanes.presence()
+    width = max(len(n) for n in lanes.names[:top])
+    lines = [f"{lanes.lane_kind:<{width}}  seconds  best"]
+    for name in lanes.names[:top]:
+        secs = pres[lanes.index(name)] * lanes.bin_ms / 1000
+        lines.append(f"{name:<{width}}  {secs:7.1f}  {best.get(name, float('nan')):5.1f}")
+    if len(lanes.names) > top:
+        lines.append(f"... and {len(lanes.names) - top} more")
+    return "\n".join(lines)
+
+
+# -- operations -----------------------------------------------------------------------------
+def _faces_start(rk, args, video):
+    return rk.start_face_detection(video, face_attributes=args.attributes, sample_rate=args.sample_rate)
+
+
+def _faces_args(p):
+    p.add_argument("--attributes", choices=["DEFAULT", "ALL"], default="DEFAULT",
+                   help="FaceAttributes (default DEFAULT)")
+
+
+def _labels_args(p):
+    p.add_argument("--min-confidence", type=float, default=None, help="MinConfidence 0-100 (default 50)")
+    p.add_argument("--include", nargs="+", metavar="LABEL", help="LabelInclusionFilters")
+    p.add_argument("--exclude", nargs="+", metavar="LABEL", help="LabelExclusionFilters")
+    p.add_argument("--extra-label", nargs="+", metavar="LABEL", dest="extra_labels",
+                   help="open-vocabulary labels added for this job (scored by CLIP)")
+
+
+def _labels_start(rk, args, video):
+    general = {}
+    if args.include:
+        general["LabelInclusionFilters"] = args.include
+    if args.exclude:
+        general["LabelExclusionFilters"] = args.exclude
+    return rk.start_label_detection(video, min_confidence=args.min_confidence,
+                                    settings={"GeneralLabels": general} if general else None,
+                                    extra_labels=args.extra_labels, sample_rate=args.sample_rate)
+
+
+def _celebrities_args(p):
+    p.add_argument("--gallery", help="celebrity gallery folder (default: the gallery in the rekolab home)")
+    p.add_argument("--min-confidence", type=float, default=None, help="MinConfidence 0-100 (default 50)")
+
+
+def _celebrities_start(rk, args, video):
+    return rk.start_celebrity_recognition(video, gallery=args.gallery, min_confidence=args.min_confidence,
+                                          sample_rate=args.sample_rate)
+
+
+def _search_args(p):
+    p.add_argument("--collection", required=True, help="CollectionId of the face collection to search")
+    p.add_argument("--threshold", type=float, default=None, help="FaceMatchThreshold 0-100 (default 80)")
+
+
+def _search_start(rk, args, video):
+    return rk.start_face_search(video, args.collection, args.threshold, sample_rate=args.sample_rate)
+
+
+#: command -> (help, notebook verb that must exist in rekolab, add-arguments, start, summary)
+OPERATIONS: dict[str, tuple] = {
+    "faces": ("detect faces in a video (StartFaceDetection)", "start_face_detection",
+              _faces_args, _faces_start, lambda job: _summary(job.to_pandas())),
+    "labels": ("detect labels in a video (StartLabelDetection)", "start_label_detection",
+               _labels_args, _labels_start, _lane_summary),
+    "celebrities": ("recognize celebrities from your gallery (StartCelebrityRecognition)",
+                    "start_celebrity_recognition", _celebrities_args, _celebrities_start, _lane_summary),
+    "search": ("search a video's faces in a collection (StartFaceSearch)", "start_face_search",
+               _search_args, _search_start, _lane_summary),
+}
+
+
+def _videos(target: Path) -> list[Path]:
+    if target.is_dir():
+        return sorted(p for p in target.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    return [target]
+
+
+def _outputs(args, videos: list[Path], folder: bool) -> list[Path | None]:
+    if args.output is None:
+        return [None] * len(videos)
+    out = args.output
+    if folder:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"-o {out} is a file; with a folder of videos, -o must be a folder")
+        fmt = args.format or "parquet"
+        return [out / f"{v.stem}.{fmt}" for v in videos]
+    fmt = args.format or ("jsonl" if out.suffix.lower() in (".jsonl", ".json") else "parquet")
+    if out.is_dir():
+        return [out / f"{videos[0].stem}.{fmt}"]
+    return [out]
+
+
+def _write(job, path: Path, fmt: str | None) -> Path:
+    from . import export
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if (fmt or "").lower() == "jsonl" or (fmt is None and path.suffix.lower() in (".jsonl", ".json")):
+        return export.to_jsonl(job, path)
+    return export.to_parquet(job, path)
+
+
+def _run_operation(args, command: str) -> int:
     import rekolab as rk
 
-    try:
-        job = start()
-    except rk.ClientError as e:
-        print(f"error: {e.response['Error']['Code']}: {e.response['Error']['Message']}", file=sys.stderr)
+    _, _, _, start, summarize = OPERATIONS[command]
+    target = Path(args.video).expanduser()
+    folder = target.is_dir()
+    videos = [args.video] if args.video.startswith("s3://") else _videos(target)
+    if folder and not videos:
+        _err(f"no video files in {target} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
         return 1
-    job.wait(progress=not args.quiet)
-    if job.status != "SUCCEEDED":
-        print(f"error: job {job.id} FAILED: {job.status_message}", file=sys.stderr)
-        return 1
-    df = job.to_pandas()
-    meta = job.video_metadata
-    print(f"job {job.id}  {job.operation}  {meta['FrameWidth']}x{meta['FrameHeight']} "
-          f"{meta['Codec']} {meta['DurationMillis'] / 1000:.2f} s, "
-          f"{job._record.sampled_frames} frames sampled, {len(df)} rows")
-    print(_summary(df))
-    if args.output:
-        out = job.to_parquet(args.output)
-        print(f"wrote {out}")
+    outputs = _outputs(args, [Path(str(v)) for v in videos], folder)
+    failed = 0
+    for n, (video, out) in enumerate(zip(videos, outputs), start=1):
+        if folder:
+            print(f"[{n}/{len(videos)}] {video}")
+        try:
+            job = start(rk, args, str(video))
+        except rk.ClientError as e:
+            _err(f"{video}: {_client_error(e)}")
+            failed += 1
+            continue
+        except ImportError as e:
+            _err(str(e))
+            return 1
+        job.wait(progress=not args.quiet)
+        if job.status != "SUCCEEDED":
+            _err(f"job {job.id} FAILED: {job.status_message}")
+            failed += 1
+            continue
+        meta = job.video_metadata
+        print(f"job {job.id}  {job.operation}  {meta['FrameWidth']}x{meta['FrameHeight']} "
+              f"{meta['Codec']} {meta['DurationMillis'] / 1000:.2f} s, "
+              f"{job._record.sampled_frames} frames sampled, {job._record.rows} rows")
+        if not args.quiet or not folder:
+            print(summarize(job))
+        if out is not None:
+            print(f"wrote {_write(job, out, args.format)}")
+    if folder:
+        print(f"{len(videos) - failed} of {len(videos)} videos done" + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+# -- jobs, show, export, plot ---------------------------------------------------------------
+def _jobs(args) -> int:
+    import rekolab as rk
+    from . import store
+
+    client = rk.client()
+    paths = sorted((store.home() / "jobs").glob("*/job.json"), key=lambda p: p.stat().st_mtime)
+    wanted_op = _operation_name(args.operation) if args.operation else None
+    shown = 0
+    for path in paths:
+        r = client.jobs.record(path.parent.name)
+        if (wanted_op and r.operation != wanted_op) or (args.status and r.status != args.status):
+            continue
+        video = r.request["Video"].get("Path") or r.request["Video"].get("S3Object", {}).get("Name")
+        print(f"{r.job_id}  {r.operation:<28} {r.status:<11} {r.rows if r.rows is not None else '-':>6}  {video}")
+        shown += 1
+    if not shown:
+        print(f"no jobs in {store.home()}" + (" matching the filters" if wanted_op or args.status else ""),
+              file=sys.stderr)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rekolab", description="Amazon Rekognition Video, run locally.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    faces = sub.add_parser("faces", help="detect faces in a video (StartFaceDetection)")
-    faces.add_argument("video", help="a local video file or s3:// URL")
-    faces.add_argument("-o", "--output", type=Path, help="write the results to this parquet file")
-    faces.add_argument("--attributes", choices=["DEFAULT", "ALL"], default="DEFAULT")
-    faces.add_argument("--sample-rate", type=float, default=None,
-                       help="frames analysed per second of video (default 5)")
-    faces.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    sub.add_parser("jobs", help="list the jobs in the rekolab home")
-    show = sub.add_parser("show", help="show one job's record")
-    show.add_argument("job_id")
-    args = parser.parse_args(argv)
+def _operation_name(name: str) -> str:
+    names = {"faces": "StartFaceDetection", "labels": "StartLabelDetection",
+             "celebrities": "StartCelebrityRecognition", "search": "StartFaceSearch"}
+    return names.get(name, name if name.startswith("Start") else "Start" + name)
 
+
+def _open_job(rk, job_id: str):
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", job_id):
+        raise UsageError(f"{job_id!r} is not a JobId (1-64 letters, digits, '-' or '_'); "
+                         "`rekolab jobs` lists them")
+    return rk.Job(job_id)
+
+
+def _show(args) -> int:
     import rekolab as rk
 
-    if args.command == "faces":
-        if args.output:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-        return _run_job(args, lambda: rk.start_face_detection(
-            args.video, face_attributes=args.attributes, sample_rate=args.sample_rate))
-    if args.command == "jobs":
-        from . import store
+    try:
+        job = _open_job(rk, args.job_id)
+    except rk.ClientError as e:
+        _err(_client_error(e))
+        return 1
+    print(json.dumps(job._record.__dict__, indent=2, default=str))
+    if args.items and job.status == "SUCCEEDED":
+        from .export import GET_LIST_KEYS
 
-        client = rk.client()
-        jobs = sorted((store.home() / "jobs").glob("*/job.json"), key=lambda p: p.stat().st_mtime)
-        for path in jobs:
-            r = client.jobs.record(path.parent.name)
-            video = r.request["Video"].get("Path") or r.request["Video"].get("S3Object", {}).get("Name")
-            print(f"{r.job_id}  {r.operation:<28} {r.status:<11} {r.rows if r.rows is not None else '-':>6}  {video}")
-        return 0
-    if args.command == "show":
-        try:
-            r = rk.client().jobs.record(args.job_id)
-        except rk.ClientError as e:
-            print(f"error: {e.response['Error']['Code']}: {e.response['Error']['Message']}", file=sys.stderr)
-            return 1
-        print(json.dumps(r.__dict__, indent=2, default=str))
-        return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands
+        method, key = GET_LIST_KEYS[job.operation]
+        page = getattr(job._client, method)(JobId=job.id, MaxResults=args.items)
+        print(json.dumps(page.get(key, []), indent=2))
+    return 0
+
+
+def _need_succeeded(rk, job_id: str):
+    job = _open_job(rk, job_id)
+    job.wait(progress=False)
+    if job.status != "SUCCEEDED":
+        raise RuntimeError(f"job {job.id} is {job.status}: {job.status_message or 'no results'}")
+    return job
+
+
+def _export(args) -> int:
+    import rekolab as rk
+    from . import export
+
+    try:
+        job = _need_succeeded(rk, args.job_id)
+        fmt = args.format
+        kw = dict(min_confidence=args.min_confidence, progress=not args.quiet)
+        if fmt == "parquet":
+            out = export.to_parquet(job, args.output)
+        elif fmt == "jsonl":
+            out = export.to_jsonl(job, args.output)
+        elif fmt == "coco":
+            out = export.to_coco(job.view(), args.output, frames=args.frames or "sampled",
+                                 images=not args.no_images, **kw)
+        elif fmt == "fiftyone":
+            out = export.to_fiftyone(job.view(), args.output, frames=args.frames or "sampled", **kw)
+        else:
+            out = export.extract_frames(job.view(), args.output, crops=fmt == "crops",
+                                        frames=args.frames or ("detections" if fmt == "crops" else "sampled"),
+                                        **kw)
+    except rk.ClientError as e:
+        _err(_client_error(e))
+        return 1
+    except (RuntimeError, FileNotFoundError, ValueError, OSError) as e:
+        _err(str(e))
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+def _plot(args) -> int:
+    import rekolab as rk
+
+    try:
+        job = _need_succeeded(rk, args.job_id)
+        fig = job.plot(min_confidence=args.min_confidence, max_lanes=args.max_lanes)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.output)
+    except rk.ClientError as e:
+        _err(_client_error(e))
+        return 1
+    except (RuntimeError, ValueError, OSError) as e:
+        _err(str(e))
+        return 1
+    print(f"wrote {args.output}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+def _parser(available: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rekolab", description="Amazon Rekognition Video, run locally.",
+        epilog="exit codes: 0 ok; 1 request refused, job failed or export failed; 2 bad command line")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in available:
+        help_, _, add_args, _, _ = OPERATIONS[command]
+        p = sub.add_parser(command, help=help_, description=help_)
+        p.add_argument("video", help="a video file, a folder of videos, or an s3:// URL")
+        p.add_argument("-o", "--output", type=Path,
+                       help="write the results: FILE.parquet or FILE.jsonl (a folder for a folder of videos)")
+        p.add_argument("--format", choices=["parquet", "jsonl"], default=None,
+                       help="output format (default: from the -o suffix, else parquet)")
+        add_args(p)
+        p.add_argument("--sample-rate", type=float, default=None,
+                       help="frames analysed per second of video (default 5)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    jobs = sub.add_parser("jobs", help="list the jobs in the rekolab home")
+    jobs.add_argument("--operation", help="faces, labels, celebrities, search (or a Start* name)")
+    jobs.add_argument("--status", choices=["IN_PROGRESS", "SUCCEEDED", "FAILED"])
+    show = sub.add_parser("show", help="show one job's record")
+    show.add_argument("job_id")
+    show.add_argument("--items", type=int, default=0, help="also print this many Get* items")
+    exp = sub.add_parser("export", help="export a job's results for dataset work")
+    exp.add_argument("job_id")
+    exp.add_argument("format", choices=EXPORT_FORMATS,
+                     help="parquet (FILE), jsonl (FILE: exact Get* items), coco (DIR: annotations.json + "
+                          "images/), fiftyone (DIR: data/ + labels.json), frames / crops (DIR: JPEGs + manifest.csv)")
+    exp.add_argument("-o", "--output", type=Path, required=True, help="output file or folder")
+    exp.add_argument("--min-confidence", type=float, default=0.0, help="drop boxes under this (0-100)")
+    exp.add_argument("--frames", choices=["sampled", "detections"], default=None,
+                     help="every sampled frame (default for coco, fiftyone, frames) or only frames with boxes")
+    exp.add_argument("--no-images", action="store_true", help="coco: write annotations.json only")
+    exp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    plot = sub.add_parser("plot", help="save a job's timeline picture (PNG, SVG, PDF)")
+    plot.add_argument("job_id")
+    plot.add_argument("-o", "--output", type=Path, required=True)
+    plot.add_argument("--min-confidence", type=float, default=0.0)
+    plot.add_argument("--max-lanes", type=int, default=30)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rekolab as rk
+
+    available = [c for c, spec in OPERATIONS.items() if hasattr(rk, spec[1])]
+    args = _parser(available).parse_args(argv)
+    try:
+        if args.command in OPERATIONS:
+            return _run_operation(args, args.command)
+        return {"jobs": _jobs, "show": _show, "export": _export, "plot": _plot}[args.command](args)
+    except UsageError as e:
+        _err(str(e))
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
