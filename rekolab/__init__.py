@@ -13,18 +13,31 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import errors
-from .api import Job, start_face_detection
+from . import celebrities, errors, export
+from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream_processor,
+                  start_celebrity_recognition, start_face_detection, start_face_search,
+                  start_label_detection)
 from .client import Client, client
 from .errors import ClientError, ParamValidationError
+from .widgets import live_view
 
 __all__ = [
     "__version__",
     "Client",
     "ClientError",
+    "Collection",
     "Job",
     "ParamValidationError",
+    "StreamProcessor",
+    "StreamSession",
+    "celebrities",
     "client",
+    "create_stream_processor",
     "errors",
+    "export",
+    "live_view",
+    "start_celebrity_recognition",
     "start_face_detection",
+    "start_face_search",
+    "start_label_detection",
 ]

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .client import Client, default_client
 
-__all__ = ["Job", "start_face_detection", "video_param"]
+__all__ = ["Job", "start_face_detection", "start_celebrity_recognition", "video_param", "Collection", "image_param", "start_face_search"]
 
 
 def video_param(video: Any) -> dict:
@@ -129,6 +129,62 @@ class Job:
         pq.write_table(self.to_arrow(), path)
         return path
 
+    # -- notebook views and dataset exports (rekolab.widgets, rekolab.export) --------
+    def view(self):
+        """A :class:`rekolab.widgets.JobView`: the results as flat detections (one
+        row per box: Timestamp, Lane, Category, Confidence, box) and binned lanes."""
+        from .widgets.detections import JobView
+
+        return JobView.from_job(self)
+
+    def timeline(self, **kwargs):
+        """An ipywidgets timeline: one lane per face track / label / celebrity /
+        matched person, a minimum-confidence slider, a lane filter and a frame
+        viewer with boxes and names. Keywords: ``min_confidence``, ``lanes``,
+        ``max_lanes`` (30), ``max_bins`` (2000). Face tracks are computed at view
+        time (see docs/notebooks.md)."""
+        from .models import require
+
+        require("ipywidgets", "notebook")
+        from .widgets.timeline import Timeline
+
+        return Timeline(self.view(), **kwargs)
+
+    def plot(self, *, min_confidence: float = 0.0, lanes: list[str] | None = None, text: str = "",
+             max_lanes: int = 30, width_in: float = 10.0, dpi: int = 100):
+        """The same timeline as a matplotlib ``Figure`` (for reports and static docs):
+        one horizontal lane per face track / label / celebrity / person, time in
+        seconds on x."""
+        from .widgets.lanes import plot_timeline
+
+        return plot_timeline(self.view().lanes(), min_confidence=min_confidence, lane_names=lanes,
+                             text=text, max_lanes=max_lanes, width_in=width_in, dpi=dpi)
+
+    def to_jsonl(self, path: str | os.PathLike, **get_options) -> Path:
+        """The exact Get* items, one JSON object per line (see :mod:`rekolab.export`)."""
+        from .export import to_jsonl
+
+        return to_jsonl(self, path, **get_options)
+
+    def to_coco(self, out_dir: str | os.PathLike, **kwargs) -> Path:
+        """COCO detection JSON + frame images in ``out_dir``; returns the JSON path."""
+        from .export import to_coco
+
+        return to_coco(self.view(), out_dir, **kwargs)
+
+    def to_fiftyone(self, out_dir: str | os.PathLike, **kwargs) -> Path:
+        """A FiftyOneImageDetectionDataset folder (data/ + labels.json)."""
+        from .export import to_fiftyone
+
+        return to_fiftyone(self.view(), out_dir, **kwargs)
+
+    def extract_frames(self, out_dir: str | os.PathLike, **kwargs) -> Path:
+        """The sampled frames (or ``crops=True``: one crop per box) as JPEGs with a
+        manifest.csv; returns the manifest path."""
+        from .export import extract_frames
+
+        return extract_frames(self.view(), out_dir, **kwargs)
+
 
 def start_face_detection(video, face_attributes: str | None = None, *, sample_rate: float | None = None,
                          client_request_token: str | None = None, job_tag: str | None = None,
@@ -143,3 +199,212 @@ def start_face_detection(video, face_attributes: str | None = None, *, sample_ra
         Video=video_param(video), FaceAttributes=face_attributes, SampleRate=sample_rate,
         ClientRequestToken=client_request_token, JobTag=job_tag, NotificationChannel=notification_channel))
     return Job(r["JobId"], client)
+
+
+# -- face collections and face search --------------------------------------------------
+
+
+def image_param(image: Any) -> dict:
+    """A file path, image bytes, ``s3://bucket/key`` URL or Rekognition ``Image`` dict
+    -> an ``Image`` request member (a path is read and sent as ``Bytes``)."""
+    if isinstance(image, dict):
+        return image
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return {"Bytes": bytes(image)}
+    if isinstance(image, (str, os.PathLike)):
+        text = os.fspath(image)
+        if isinstance(text, str) and text.startswith("s3://"):
+            bucket, _, key = text[5:].partition("/")
+            return {"S3Object": {"Bucket": bucket, "Name": key}}
+        return {"Bytes": Path(text).expanduser().read_bytes()}
+    raise TypeError(f"image must be a path, bytes, an s3:// URL or an Image dict, not {type(image).__name__}")
+
+
+def start_face_search(video, collection_id: str, face_match_threshold: float | None = None, *,
+                      sample_rate: float | None = None, client_request_token: str | None = None,
+                      job_tag: str | None = None, notification_channel: dict | None = None,
+                      client: Client | None = None) -> Job:
+    """Search a video's faces in a collection; returns the :class:`Job` at once.
+
+        job = rk.start_face_search("clip.mp4", collection_id="cast")
+        df = job.to_pandas()   # one row per face per sampled frame: Index, FaceMatches, ...
+
+    ``face_match_threshold``: minimum Similarity of a match (default 80);
+    ``sample_rate``: frames analysed per second of video (default 5)."""
+    client = client or default_client()
+    r = client.start_face_search(**_params(
+        Video=video_param(video), CollectionId=collection_id, FaceMatchThreshold=face_match_threshold,
+        SampleRate=sample_rate, ClientRequestToken=client_request_token, JobTag=job_tag,
+        NotificationChannel=notification_channel))
+    return Job(r["JobId"], client)
+
+
+class Collection:
+    """A face collection (stored under the rekolab home; any process can reopen it).
+
+        cast = rk.Collection.create("cast")          # rk.Collection("cast") reopens it
+        cast.index("lin.png", external_image_id="lin-manuel-miranda")
+        cast.search("still.jpg")["FaceMatches"]      # SearchFacesByImage
+        cast.faces()                                 # DataFrame, one row per stored face
+        job = cast.start_face_search("clip.mp4")     # a Job, as rk.start_face_search
+
+    Each method is one boto3-shaped call on the client and returns its response."""
+
+    def __init__(self, collection_id: str, client: Client | None = None):
+        self.id = collection_id
+        self._client = client or default_client()
+        self.describe()  # ResourceNotFoundException for an unknown id
+
+    @classmethod
+    def create(cls, collection_id: str, tags: dict | None = None, *, exist_ok: bool = False,
+               client: Client | None = None) -> "Collection":
+        """Create the collection (``exist_ok=True``: or open it if it exists)."""
+        client = client or default_client()
+        try:
+            client.create_collection(**_params(CollectionId=collection_id, Tags=tags))
+        except client.exceptions.ResourceAlreadyExistsException:
+            if not exist_ok:
+                raise
+        return cls(collection_id, client)
+
+    @staticmethod
+    def ids(client: Client | None = None) -> list[str]:
+        """Every collection id (all ListCollections pages)."""
+        client = client or default_client()
+        out, token = [], None
+        while True:
+            page = client.list_collections(**_params(NextToken=token))
+            out += page["CollectionIds"]
+            token = page.get("NextToken")
+            if not token:
+                return out
+
+    def describe(self) -> dict:
+        return self._client.describe_collection(CollectionId=self.id)
+
+    @property
+    def face_model_version(self) -> str:
+        return self.describe()["FaceModelVersion"]
+
+    def __len__(self) -> int:
+        return self.describe()["FaceCount"]
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        return f"Collection({self.id!r}, faces={d['FaceCount']}, FaceModelVersion={d['FaceModelVersion']!r})"
+
+    def index(self, image, external_image_id: str | None = None, *, max_faces: int | None = None,
+              quality_filter: str | None = None, detection_attributes: list[str] | None = None) -> dict:
+        """IndexFaces: ``image`` is a path, bytes, an ``s3://`` URL or an Image dict."""
+        return self._client.index_faces(**_params(
+            CollectionId=self.id, Image=image_param(image), ExternalImageId=external_image_id,
+            MaxFaces=max_faces, QualityFilter=quality_filter, DetectionAttributes=detection_attributes))
+
+    def search(self, image, face_match_threshold: float | None = None, *, max_faces: int | None = None,
+               quality_filter: str | None = None) -> dict:
+        """SearchFacesByImage: the image's largest face against this collection."""
+        return self._client.search_faces_by_image(**_params(
+            CollectionId=self.id, Image=image_param(image), FaceMatchThreshold=face_match_threshold,
+            MaxFaces=max_faces, QualityFilter=quality_filter))
+
+    def search_face(self, face_id: str, face_match_threshold: float | None = None, *,
+                    max_faces: int | None = None) -> dict:
+        """SearchFaces: a stored face against the rest of this collection."""
+        return self._client.search_faces(**_params(
+            CollectionId=self.id, FaceId=face_id, FaceMatchThreshold=face_match_threshold, MaxFaces=max_faces))
+
+    def faces(self):
+        """Every stored face (all ListFaces pages) as a DataFrame with ``pd.ArrowDtype``
+        columns: FaceId, BoundingBox, ImageId, ExternalImageId, Confidence,
+        IndexFacesModelVersion."""
+        import pandas as pd
+
+        from .collections import FACE_LIST_SCHEMA
+
+        rows, token = [], None
+        while True:
+            page = self._client.list_faces(**_params(CollectionId=self.id, NextToken=token, MaxResults=4096))
+            rows += page["Faces"]
+            token = page.get("NextToken")
+            if not token:
+                break
+        return pa.Table.from_pylist(rows, schema=FACE_LIST_SCHEMA).to_pandas(types_mapper=pd.ArrowDtype)
+
+    def delete_faces(self, face_ids: list[str]) -> dict:
+        return self._client.delete_faces(CollectionId=self.id, FaceIds=list(face_ids))
+
+    def delete(self) -> dict:
+        """DeleteCollection: the collection and its faces are gone for good."""
+        return self._client.delete_collection(CollectionId=self.id)
+
+    def start_face_search(self, video, face_match_threshold: float | None = None, **kwargs) -> Job:
+        """StartFaceSearch against this collection (see :func:`start_face_search`)."""
+        return start_face_search(video, self.id, face_match_threshold, client=self._client, **kwargs)
+
+
+def start_celebrity_recognition(video, *, gallery=None, min_confidence: float | None = None,
+                                sample_rate: float | None = None, client_request_token: str | None = None,
+                                job_tag: str | None = None, notification_channel: dict | None = None,
+                                client: Client | None = None) -> Job:
+    """Start celebrity recognition on a video against a celebrity gallery and return
+    its :class:`Job` at once.
+
+    ``gallery``: a :class:`rekolab.celebrities.Gallery` or its folder (default: the
+    gallery in the rekolab home, ``rk.celebrities.gallery()``); ``min_confidence``:
+    the Confidence (0-100) an appearance needs to be named (default 50);
+    ``sample_rate``: frames analysed per second of video (default 5).
+
+        job = rk.start_celebrity_recognition("clip.mp4")
+        job.to_pandas()   # Timestamp, Id, Name, Confidence, BoundingBox, ...
+    """
+    client = client or default_client()
+    path = getattr(gallery, "path", gallery)
+    r = client.start_celebrity_recognition(**_params(
+        Video=video_param(video), CelebrityGallery=None if path is None else os.fspath(path),
+        MinConfidence=min_confidence, SampleRate=sample_rate, ClientRequestToken=client_request_token,
+        JobTag=job_tag, NotificationChannel=notification_channel))
+    return Job(r["JobId"], client)
+
+
+# -- stream processors (rekolab/streaming.py) -------------------------------------------
+from .streaming import StreamProcessor, StreamSession, create_stream_processor  # noqa: E402
+
+__all__ += ["StreamProcessor", "StreamSession", "create_stream_processor"]
+
+
+# -- label detection (rekolab/analysis/labels.py) ---------------------------------------
+def start_label_detection(video, min_confidence: float | None = None, settings: dict | None = None,
+                          features: list[str] | None = None, extra_labels: list[str] | None = None, *,
+                          sample_rate: float | None = None, client_request_token: str | None = None,
+                          job_tag: str | None = None, notification_channel: dict | None = None,
+                          models: list[str] | None = None, clip_model: dict | None = None,
+                          detector_model: str | os.PathLike | None = None,
+                          client: Client | None = None) -> Job:
+    """Start label detection on a video and return its :class:`Job` at once.
+
+    ``min_confidence``: 0-100 (default 50), for labels and for instance boxes;
+    ``settings``: ``{"GeneralLabels": {"LabelInclusionFilters": [...], ...}}`` as in
+    Rekognition; ``features``: ``["GENERAL_LABELS"]`` (the default);
+    ``extra_labels``: label names added to the taxonomy for this job (open vocabulary,
+    scored by CLIP; category ``Custom``); ``models``: ``["CLIP"]``, ``["DETECTOR"]`` or both
+    (default: every model that can run here); ``clip_model``: ``{"Arch", "Pretrained",
+    "Checkpoint"}`` (default ViT-B-32 / laion2b_s34b_b79k); ``detector_model``: a YOLOX
+    ``.onnx`` export (default ``REKOLAB_MODEL_DIR/coco_detection/yolox_nano.onnx``).
+
+        job = rk.start_label_detection("clip.mp4", min_confidence=60,
+                settings={"GeneralLabels": {"LabelCategoryExclusionFilters": ["Text and Documents"]}},
+                extra_labels=["forklift", "hard hat"])
+        job.to_pandas()   # Timestamp, Name, Confidence, Parents, Aliases, Categories, Instances, ...
+        job.models        # which models ran, and why another did not
+    """
+    client = client or default_client()
+    r = client.start_label_detection(**_params(
+        Video=video_param(video), MinConfidence=min_confidence, Settings=settings, Features=features,
+        ExtraLabels=None if extra_labels is None else list(extra_labels), SampleRate=sample_rate,
+        ClientRequestToken=client_request_token, JobTag=job_tag, NotificationChannel=notification_channel,
+        Models=None if models is None else list(models), ClipModel=clip_model,
+        DetectorModel=None if detector_model is None else {"Path": os.fspath(detector_model)}))
+    return Job(r["JobId"], client)
+
+
+__all__ += ["start_label_detection"]

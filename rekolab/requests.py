@@ -52,6 +52,11 @@ def service_model():
 
 @functools.lru_cache(maxsize=None)
 def _pattern(p: str) -> re.Pattern:
+    # The service model's TagKey/TagValue patterns use Java's Unicode classes, which
+    # Python's re lacks: \p{L} and \p{N} (letters, numbers) -> \w (both patterns also
+    # allow "_"), \p{Z} (separators) -> the Unicode space separators.
+    p = (p.replace(r"\p{L}", r"\w").replace(r"\p{N}", r"\w")
+         .replace(r"\p{Z}", " \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"))
     return re.compile(p)
 
 
@@ -108,11 +113,59 @@ def _positive_rate(v) -> str | None:
     return None
 
 
+def _min_confidence(v) -> str | None:  # celebrity recognition: minimum Confidence to name a face
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 100:
+        return "MinConfidence must be a number from 0 to 100"
+    return None
+
+
+def _gallery_path(v) -> str | None:  # celebrity recognition: a gallery folder other than the default
+    if not isinstance(v, str) or not v.strip() or len(v) > 4096 or "\x00" in v:
+        return "CelebrityGallery must be the path of a celebrity gallery folder (a non-empty string)"
+    return None
+
+
+# -- stream processors: StartStreamProcessor extensions --
+def _stream_realtime(v) -> str | None:
+    return None if isinstance(v, bool) else "Realtime must be true (read sources at their native rate) or false"
+
+
+def _stream_sinks(v) -> str | None:
+    if (not isinstance(v, list) or len(v) > 8
+            or not all(isinstance(p, str) and p.strip() and "\x00" not in p for p in v)):
+        return "Sinks must be a list of at most 8 output paths ending in .jsonl or .parquet"
+    return None
+
+
+def _stream_queue_size(v) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100_000:
+        return "QueueSize must be an integer from 1 to 100000 (records buffered per consumer)"
+    return None
+
+
+# -- label detection: StartLabelDetection extensions (checked in rekolab/analysis/labels.py) --
+def _label_extension(name: str):
+    def check(v) -> str | None:
+        from .analysis.labels import check_extension
+
+        return check_extension(name, v)
+    return check
+
+
 EXTENSIONS: dict[str, dict[str, Any]] = {
     "StartFaceDetection": {"SampleRate": _positive_rate},
-    "StartLabelDetection": {"SampleRate": _positive_rate},
-    "StartCelebrityRecognition": {"SampleRate": _positive_rate},
+    "StartLabelDetection": {"SampleRate": _positive_rate,
+                            **{n: _label_extension(n) for n in ("ExtraLabels", "Models", "ClipModel",
+                                                                 "DetectorModel")}},
+    "StartCelebrityRecognition": {"SampleRate": _positive_rate, "MinConfidence": _min_confidence,
+                                  "CelebrityGallery": _gallery_path},
+    "RecognizeCelebrities": {"MinConfidence": _min_confidence, "CelebrityGallery": _gallery_path},
+    "GetCelebrityInfo": {"CelebrityGallery": _gallery_path},
     "StartFaceSearch": {"SampleRate": _positive_rate},
+    # -- stream processors (rekolab/streaming.py) --
+    "CreateStreamProcessor": {"SampleRate": _positive_rate},
+    "StartStreamProcessor": {"Realtime": _stream_realtime, "Sinks": _stream_sinks,
+                             "QueueSize": _stream_queue_size},
 }
 
 

@@ -7,6 +7,9 @@ __all__ = ["analyzer_for"]
 
 _ANALYZERS = {
     "StartFaceDetection": "rekolab.analysis.faces:FaceDetectionAnalyzer",
+    "StartCelebrityRecognition": "rekolab.analysis.celebrities:CelebrityRecognitionAnalyzer",
+    "StartFaceSearch": "rekolab.analysis.face_search:FaceSearchAnalyzer",
+    "StartLabelDetection": "rekolab.analysis.labels:LabelDetectionAnalyzer",
 }
 
 
