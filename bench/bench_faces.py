@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -120,11 +119,14 @@ def bench_naive(path: Path) -> float:
 
 
 def rss_child(path: Path) -> int:
-    """Peak RSS (KiB) of a fresh process that runs one job on ``path``."""
-    code = ("import resource, rekolab as rk, sys;"
+    """Peak RSS (KiB) of a fresh process that runs one job on ``path``.
+
+    Read from VmHWM: ru_maxrss is inherited across fork and kept across exec on
+    Linux, so a child would report this (large) benchmark process's peak."""
+    code = ("import rekolab as rk;"
             f"j = rk.start_face_detection({str(path)!r}).wait(progress=False);"
             "assert j.status == 'SUCCEEDED', j.status_message;"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 

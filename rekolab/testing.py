@@ -27,8 +27,9 @@ _BITS = 16
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fraction = 25,
-                crf: int = 18) -> Path:
-    """Encode RGB uint8 frames (H, W, 3; even H and W) to an H.264 MP4."""
+                crf: int = 18, gop: int | None = None) -> Path:
+    """Encode RGB uint8 frames (H, W, 3; even H and W) to an H.264 MP4
+    (a keyframe every ``gop`` frames when given, else x264's default 250)."""
     import av
 
     path = Path(path)
@@ -42,6 +43,8 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fra
                 stream.width, stream.height = w - w % 2, h - h % 2
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": str(crf), "preset": "veryfast"}
+                if gop:
+                    stream.options = {**stream.options, "g": str(gop), "keyint_min": str(gop)}
             frame = np.ascontiguousarray(frame[: stream.height, : stream.width])
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -61,10 +64,10 @@ def _number_pattern(i: int, width: int, height: int) -> np.ndarray:
 
 
 def numbered_video(path: str | Path, frames: int = 30, fps: float | Fraction = 25,
-                   size: tuple[int, int] = (320, 240)) -> Path:
+                   size: tuple[int, int] = (320, 240), gop: int | None = None) -> Path:
     """A video whose frame ``i`` encodes ``i`` (see :func:`read_frame_number`)."""
     w, h = size
-    return write_video(path, (_number_pattern(i, w, h) for i in range(frames)), fps)
+    return write_video(path, (_number_pattern(i, w, h) for i in range(frames)), fps, gop=gop)
 
 
 def read_frame_number(frame_rgb: np.ndarray) -> int:

@@ -9,8 +9,9 @@
   is bounded by the batch size, not by the video's length.
 
 **Timestamps** are each frame's presentation time (PTS) in milliseconds, relative
-to the first video frame (decord subtracts the stream's start time, like OpenCV's
-``CAP_PROP_POS_MSEC``), rounded down — never ``index / fps``.
+to the video stream's start (like OpenCV's ``CAP_PROP_POS_MSEC``), rounded down —
+never ``index / fps``. They are computed in integers from the packets' PTS and
+time base (decord's own float32 timestamps lose ~2 ms of precision at 6 hours).
 
 **Sampling.** Rekognition does not document how often it samples. rekolab
 analyses ``sample_rate`` frames per second of video (default
@@ -240,10 +241,39 @@ def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE) -> DecodePl
     n = len(reader)
     if n == 0:
         raise VideoDecodeError("the video has no frames")
-    starts = reader.get_frame_timestamp(np.arange(n))[:, 0]
-    indices = sample_indices(starts, sample_rate)
-    timestamps_ms = np.floor(starts[indices] * 1000.0 + 1e-6).astype(np.int64)
-    return DecodePlan(reader, indices, timestamps_ms)
+    starts = reader.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64)
+    frame_ms = _exact_frame_ms(Path(path), starts)
+    indices = sample_indices(frame_ms / 1000.0, sample_rate)
+    return DecodePlan(reader, indices, frame_ms[indices])
+
+
+def _exact_frame_ms(path: Path, decord_starts_s: np.ndarray) -> np.ndarray:
+    """Each frame's PTS in whole ms (rounded down) from the first frame.
+
+    decord reports float32 seconds: 16.3 s reads 16.299999 and, at 6 hours, the
+    step between float32 values is ~2 ms. So the integer PTS of every video packet
+    is read with PyAV's demuxer (no decoding) and used when it agrees with decord's
+    index (same count, within 5 ms); otherwise decord's times, rounded to 0.1 ms
+    first, are used."""
+    av = require("av", "video")
+    n = len(decord_starts_s)
+    fallback = np.floor(np.round(decord_starts_s * 1000.0, 1)).astype(np.int64)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None and p.size)
+            start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
+            time_base = Fraction(stream.time_base)
+    except Exception:
+        return fallback
+    if len(pts) != n:
+        return fallback
+    # Exact integer arithmetic: (pts - start) * num * 1000 // den.
+    ms = np.array([(p - start) * time_base.numerator * 1000 // time_base.denominator for p in pts],
+                  dtype=np.int64)
+    if np.max(np.abs(ms - decord_starts_s * 1000.0)) > 5:
+        return fallback
+    return ms
 
 
 def iter_batches(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE, *,
@@ -291,6 +321,16 @@ def _prefetch(reader, indices, timestamps_ms, batch_size, prefetch, stop) -> Ite
                     raise VideoDecodeError(
                         f"the decoder returned {frames.shape[0]} frames for {len(idx)} requested "
                         f"near {int(timestamps_ms[start])} ms: the file is truncated or corrupt")
+                nxt = start + batch_size
+                if nxt < len(indices):
+                    # decord's threaded decoder keeps decoding ahead while the models
+                    # work (decord#157) and buffers those frames: a 92 s clip peaked at
+                    # 1.5 GB. seek(0) flushes its queues (the next get_batch seeks to
+                    # the keyframe it needs), so memory stays bounded by the batch size
+                    # for ~3 ms of re-decoding per sampled frame. Not seek(n): decord2
+                    # 3.4 then returns frames from the old position (tests/test_video.py);
+                    # seek_accurate(n) is exact but does not flush.
+                    reader.seek(0)
                 batch = FrameBatch(frames=np.ascontiguousarray(frames),
                                    timestamps_ms=timestamps_ms[start:start + batch_size],
                                    indices=idx)

@@ -1,0 +1,41 @@
+"""Decoding: exact frames and timestamps, bounded memory."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rekolab.testing import numbered_video, read_frame_number
+from rekolab.video import plan, probe, sample_indices
+
+
+@pytest.mark.parametrize("gop", [None, 10])
+@pytest.mark.parametrize("fps, rate, batch_size", [(25, 5, 4), (25, 25, 7), (30, 7, 3), (10, 30, 16)])
+def test_every_sampled_frame_is_the_frame_asked_for(tmp_path, fps, rate, batch_size, gop):
+    """Frame i shows i: the batches (and the decoder flush between them) never return
+    a frame from the wrong position, with one GOP or a keyframe every 10 frames."""
+    video = numbered_video(tmp_path / "n.mp4", frames=300, fps=fps, gop=gop)
+    p = plan(video, rate)
+    seen, stamps = [], []
+    for batch in p.batches(batch_size=batch_size):
+        seen += [read_frame_number(f) for f in batch.frames]
+        stamps += batch.timestamps_ms.tolist()
+    assert seen == p.indices.tolist()
+    # Timestamps are PTS: frame i of a constant-rate video is at floor(1000 i / fps),
+    # exactly (decord's float32 seconds would give 16299 for frame 163 at 10 fps).
+    assert stamps == [1000 * i // fps for i in seen]
+    # The first frame at or after each multiple of 1/rate seconds.
+    expected = sorted({-(-k * fps // rate) for k in range(0, 300 * rate // fps + 1)} - {300})
+    assert seen == [i for i in expected if i < 300]
+
+
+def test_sample_indices_pick_first_frame_at_or_after_each_target():
+    starts = np.array([0.0, 0.04, 0.08, 0.12, 0.16, 0.2, 0.24, 0.28])
+    assert sample_indices(starts, 10).tolist() == [0, 3, 5]
+    assert sample_indices(starts, 100).tolist() == list(range(8))
+
+
+def test_probe_numbers(tmp_path):
+    meta = probe(numbered_video(tmp_path / "n.mp4", frames=50, fps=25, size=(320, 240)))
+    assert (meta.codec, meta.format, meta.frame_rate, meta.frame_width, meta.frame_height) == \
+        ("h264", "QuickTime / MOV", 25.0, 320, 240)
+    assert meta.duration_ms == 2000 and meta.color_range == "LIMITED"
