@@ -17,13 +17,15 @@ Attribute -> model -> method
 * **Confidence** -- detector score x 100.
 * **Landmarks** -- with ``landmarks_68_pfld.onnx``: the 30 Rekognition landmark
   types, taken from iBUG-68 points (table in ``LANDMARKS_68`` below; a point
-  listed with several indices is their mean). PFLD runs in two passes, each one
-  batched call for all faces of the frame: pass 1 on a square of side
-  1.1 x max(box w, h) around the box centre (the model's recipe); pass 2 on a
-  square of side 1.2 x max(extent of the pass-1 points) around their centre.
-  The second pass puts the points where PFLD saw faces framed in training; on the
+  listed with several indices is their mean). PFLD runs as one batched call for
+  all faces of the frame on a square of side 1.1 x max(box w, h) around the box
+  centre (the model's recipe). With ALL, a second pass runs on a square of side
+  1.2 x max(extent of the pass-1 points) around their centre, and its points are
+  returned: it puts the face where PFLD saw faces framed in training, and on the
   test media it separated open from closed inner lips much better (closed <= 0.073,
-  open >= 0.118 mouth ratio, against 0.088 / 0.104 after one pass). Without the
+  open >= 0.118 mouth ratio, against 0.088 / 0.104 after one pass), which
+  MouthOpen and EyesOpen need. DEFAULT skips it: the pass costs as much as the
+  detector, and Landmarks/Pose do not need it. Without the
   68 model: the five basic types (eyeLeft, eyeRight, nose, mouthLeft, mouthRight)
   from the detector keypoints. "Left" always means the left side of the *image*
   (smaller X), as in Rekognition. X, Y are ratios of the frame width/height.
@@ -312,7 +314,7 @@ class FaceAttributeModels:
         }
         if lm is not None:
             text["Landmarks"] = (
-                f"{lm}: 30 Rekognition types from iBUG-68 points (two-pass PFLD; "
+                f"{lm}: 30 Rekognition types from iBUG-68 points (PFLD, a second refining pass with ALL; "
                 "pupils = eye contour centroid)"
             )
             text["Pose"] = (
@@ -386,7 +388,8 @@ def describe_faces(
     h, w = frame_bgr.shape[:2]
     gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
 
-    pts68 = _landmarks68(frame_bgr, boxes, models.landmarks68) if models.landmarks68 is not None else None
+    pts68 = (_landmarks68(frame_bgr, boxes, models.landmarks68, refine=want_all)
+             if models.landmarks68 is not None else None)
     emotions = None
     if want_all and models.emotion is not None:
         emotions = _emotion_probs(gray, boxes, models.emotion)
@@ -533,13 +536,16 @@ def _pfld_pass(frame: np.ndarray, centers: np.ndarray, sides: np.ndarray, path: 
     return out * sizes_ + np.asarray(origins, dtype=np.float64)[:, None, :]
 
 
-def _landmarks68(frame: np.ndarray, boxes: np.ndarray, path: Path) -> np.ndarray:
-    """Two-pass PFLD (see the module docstring) -> (N, 68, 2) frame pixels."""
+def _landmarks68(frame: np.ndarray, boxes: np.ndarray, path: Path, refine: bool = True) -> np.ndarray:
+    """PFLD (see the module docstring) -> (N, 68, 2) frame pixels; ``refine`` adds
+    the second pass."""
     if len(boxes) == 0:
         return np.zeros((0, 68, 2), dtype=np.float64)
     wh = boxes[:, 2:4] - boxes[:, 0:2]
     centers = (boxes[:, 0:2] + boxes[:, 2:4]) / 2.0
     first = _pfld_pass(frame, centers, 1.1 * wh.max(axis=1), path)
+    if not refine:
+        return first
     lo, hi = first.min(axis=1), first.max(axis=1)
     return _pfld_pass(frame, (lo + hi) / 2.0, 1.2 * (hi - lo).max(axis=1), path)
 
