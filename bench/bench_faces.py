@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,8 +87,12 @@ def bench_job_pack_only(path: Path) -> float:
             f"j = rk.start_face_detection({str(path)!r}).wait(progress=False);"
             "assert j.status == 'SUCCEEDED', j.status_message;"
             "print(time.perf_counter() - t)")
-    env = dict(os.environ, REKOLAB_MODEL_DIR=str(pack_only_model_dir()))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    model_dir = pack_only_model_dir()
+    try:
+        env = dict(os.environ, REKOLAB_MODEL_DIR=str(model_dir))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    finally:
+        shutil.rmtree(model_dir, ignore_errors=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -203,6 +208,7 @@ def main() -> None:
     print(report)
     if args.out:
         args.out.write_text(report)
+    shutil.rmtree(home, ignore_errors=True)  # the long clip and the bench's jobs
 
 
 if __name__ == "__main__":

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +37,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import store
-from .errors import (IdempotentParameterMismatchException, LimitExceededException,
-                     ResourceNotFoundException)
+from .errors import (IdempotentParameterMismatchException, InvalidParameterException,
+                     LimitExceededException, ResourceNotFoundException)
 from .requests import StartRequest
 from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, probe, resolve_video
 from .video import plan as plan_decode
@@ -81,37 +84,71 @@ class JobRecord:
     models: dict = field(default_factory=dict)
     sampled_frames: int | None = None
     rows: int | None = None
+    home: str = ""  # the rekolab home the job lives in, fixed when it starts
 
     @property
     def path(self) -> Path:
-        return _jobs_dir() / self.job_id
+        return (Path(self.home) / "jobs" if self.home else _jobs_dir()) / self.job_id
 
     def save(self) -> None:
         store.atomic_write_json(self.path / "job.json", self.__dict__)
 
     @classmethod
-    def load(cls, job_id: str) -> "JobRecord":
-        path = _jobs_dir() / job_id / "job.json"
+    def load(cls, job_id: str, home: str | None = None) -> "JobRecord":
+        """The record of ``job_id`` in ``home`` (default: the current rekolab home)."""
+        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+            raise InvalidParameterException(
+                f"JobId {job_id!r} is not a job id: 1-64 characters of [a-zA-Z0-9-_]")
+        path = (Path(home) / "jobs" if home else _jobs_dir()) / job_id / "job.json"
         try:
-            return cls(**store.read_json(path))
+            record = cls(**store.read_json(path))
         except FileNotFoundError:
             raise ResourceNotFoundException(f"The job id {job_id} was not found.") from None
+        record.home = str(path.parent.parent.parent)
+        return record
+
+
+_JOB_ID = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 
 
 class _Running:
     """In-memory state of a job this process runs."""
 
-    def __init__(self):
+    def __init__(self, home: str):
+        self.home = home  # where the job's files live, whatever REKOLAB_HOME says later
         self.done = threading.Event()
         self.total = 0
         self.completed = 0
         self.listeners: list[Callable[[int, int], None]] = []
-        self.stop = threading.Event()
+        self.stop = threading.Event()  # ends decoding (also set when decoding ends)
+        self.interrupted = threading.Event()  # set only at interpreter exit
 
 
 # Jobs this process runs, shared by every JobManager in it (so a second client in
 # the same process never mistakes a live job for an interrupted one).
 _RUNNING: dict[str, _Running] = {}
+_EXECUTORS: "weakref.WeakSet[ThreadPoolExecutor]" = weakref.WeakSet()
+_CACHE_SIZE = 8  # results tables (and sorted views of them) kept open per manager
+
+
+def _interrupt_at_exit() -> None:
+    """At interpreter exit, stop running jobs and drop queued ones instead of
+    finishing them: a script, a CLI Ctrl-C or a kernel shutdown exits promptly.
+    The interrupted jobs read FAILED ("interrupted") and have no results."""
+    for running in list(_RUNNING.values()):
+        running.interrupted.set()
+        running.stop.set()
+    for executor in list(_EXECUTORS):
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+# threading's exit hooks run newest first, so this one runs before the hook
+# concurrent.futures registered on import to join its worker threads.
+threading._register_atexit(_interrupt_at_exit)
+
+
+class _Interrupted(Exception):
+    pass
 
 
 class JobManager:
@@ -125,9 +162,10 @@ class JobManager:
             max_workers=int(workers or os.environ.get("REKOLAB_WORKERS") or 1),
             thread_name_prefix="rekolab-job")
         self._lock = threading.RLock()
+        _EXECUTORS.add(self._executor)
         self._running = _RUNNING
         self._subscribers: list[tuple[str | None, Callable[[dict], None]]] = []
-        self._tables: dict[str, pa.Table] = {}
+        self._tables: OrderedDict[tuple, pa.Table] = OrderedDict()
 
     # -- notifications ---------------------------------------------------------------
     def subscribe(self, callback: Callable[[dict], None], topic_arn: str | None = None) -> Callable[[], None]:
@@ -165,13 +203,19 @@ class JobManager:
 
     # -- start -----------------------------------------------------------------------
     def start(self, request: StartRequest, token: str | None, buckets: dict[str, str]) -> str:
+        if token is not None:
+            with self._lock:
+                existing = self._check_token(request, token)
+            if existing is not None:
+                return existing
+        # Resolving may download from S3 and probing reads the file: not under the lock.
+        video = resolve_video(request.video, buckets)
+        metadata = probe(video.path)
         with self._lock:
-            if token is not None:
+            if token is not None:  # a twin request may have started meanwhile
                 existing = self._check_token(request, token)
                 if existing is not None:
                     return existing
-            video = resolve_video(request.video, buckets)
-            metadata = probe(video.path)
             open_jobs = sum(1 for r in self._running.values() if not r.done.is_set())
             if open_jobs >= self.max_concurrent_jobs:
                 raise LimitExceededException(
@@ -180,12 +224,12 @@ class JobManager:
             job_id = secrets.token_hex(32)
             record = JobRecord(job_id=job_id, operation=request.operation, request=request.params,
                                video_metadata=metadata.to_dict(), created_ms=int(time.time() * 1000),
-                               owner=_OWNER)
+                               owner=_OWNER, home=str(store.home()))
             record.save()
             if token is not None:
                 store.atomic_write_json(self._token_path(request.operation, token), {
                     "fingerprint": request.fingerprint, "job_id": job_id, "created": time.time()})
-            running = _Running()
+            running = _Running(record.home)
             self._running[job_id] = running
         self._executor.submit(self._run, record, video, running)
         return job_id
@@ -232,6 +276,8 @@ class JobManager:
                     running.completed += len(batch)
                     for listener in list(running.listeners):
                         listener(running.completed, running.total)
+            if running.interrupted.is_set():
+                raise _Interrupted("Job interrupted: the process exited before it finished")
             finalize = getattr(analyzer, "finalize", None)
             if finalize is not None:
                 # Whole-job decisions (e.g. one identity per face track) need every
@@ -242,6 +288,8 @@ class JobManager:
             os.replace(tmp, record.path / "results.parquet")
             record.rows = rows
             record.status = "SUCCEEDED"
+        except _Interrupted as exc:
+            record.status, record.status_message = "FAILED", str(exc)
         except VideoDecodeError as exc:
             record.status, record.status_message = "FAILED", f"Video decoding failed: {exc}"
         except Exception as exc:
@@ -249,12 +297,15 @@ class JobManager:
             record.status = "FAILED"
             record.status_message = f"{type(exc).__name__}: {exc}"
         finally:
-            if record.status != "SUCCEEDED":
-                tmp.unlink(missing_ok=True)
-            record.completed_ms = int(time.time() * 1000)
-            record.save()
-            running.done.set()
-            self._notify(record, video)
+            try:
+                if record.status != "SUCCEEDED":
+                    tmp.unlink(missing_ok=True)
+                record.completed_ms = int(time.time() * 1000)
+                record.save()
+            finally:  # whatever happens above, waiters must wake up
+                running.done.set()
+                self._running.pop(record.job_id, None)
+                self._notify(record, video)
 
     # -- read ------------------------------------------------------------------------
     def record(self, job_id: str) -> JobRecord:
@@ -269,14 +320,25 @@ class JobManager:
             record.save()
         return record
 
-    def table(self, job_id: str) -> pa.Table:
-        """The results of a SUCCEEDED job (memory-mapped, cached)."""
+    def table(self, job_id: str, view: str = "",
+              make: Callable[[pa.Table], pa.Table] | None = None) -> pa.Table:
+        """The results of a SUCCEEDED job (memory-mapped), or a derived ``view`` of
+        them built once by ``make`` (e.g. sorted for a Get* option). The last few
+        tables and views are kept; results of a finished job never change."""
+        key = (job_id, view)
         with self._lock:
-            table = self._tables.get(job_id)
-        if table is None:
+            table = self._tables.get(key)
+            if table is not None:
+                self._tables.move_to_end(key)
+                return table
+        if view:
+            table = make(self.table(job_id))
+        else:
             table = pq.read_table(JobRecord.load(job_id).path / "results.parquet", memory_map=True)
-            with self._lock:
-                self._tables[job_id] = table
+        with self._lock:
+            self._tables[key] = table
+            while len(self._tables) > _CACHE_SIZE:
+                self._tables.popitem(last=False)
         return table
 
     def wait(self, job_id: str, timeout: float | None = None,
@@ -303,7 +365,7 @@ class JobManager:
         finally:
             if on_progress is not None and on_progress in running.listeners:
                 running.listeners.remove(on_progress)
-        return self.record(job_id)
+        return JobRecord.load(job_id, running.home)
 
     def progress(self, job_id: str) -> tuple[int, int]:
         running = self._running.get(job_id)

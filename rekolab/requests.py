@@ -101,7 +101,8 @@ def validate_shape_values(value: Any, shape, path: str) -> list[str]:
             if "min" in meta and value < meta["min"]:
                 problems.append(f"{path} is {value}; the minimum is {meta['min']}")
     elif t == "blob":
-        if "max" in meta and len(value) > meta["max"]:
+        # botocore also accepts file-like blobs; their size is checked where they are read.
+        if "max" in meta and hasattr(value, "__len__") and len(value) > meta["max"]:
             problems.append(f"{path} is {len(value)} bytes; at most {meta['max']} are allowed")
     return problems
 

@@ -6,11 +6,22 @@ absent; CI has ../shared beside the checkout.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Nothing a test runs may write into the real home folder or reach a model hub:
+# caches (onnxruntime, matplotlib, insightface's ~/.insightface) go to a scratch
+# folder, and label detection never tries a CLIP download. Set at import, before
+# any test imports matplotlib; subprocesses and notebook kernels inherit it.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="rekolab-tests-"))
+os.environ["HOME"] = str(_SCRATCH / "home")
+os.environ["XDG_CACHE_HOME"] = str(_SCRATCH / "cache")
+os.environ["MPLCONFIGDIR"] = str(_SCRATCH / "matplotlib")
+os.environ["REKOLAB_OFFLINE"] = "1"
 SHARED = Path(os.environ.get("REKOLAB_SHARED", REPO.parent / "shared")).resolve()
 MEDIA = SHARED / "media"
 MODELS = SHARED / "models"

@@ -223,7 +223,8 @@ def test_21st_concurrent_job_is_refused(tmp_path, monkeypatch):
         gate.release.set()
     for i in ids:
         assert client.jobs.wait(i, timeout=60).status == "SUCCEEDED"
-    client.start_face_detection(Video={"Path": str(video)})  # room again
+    last = client.start_face_detection(Video={"Path": str(video)})["JobId"]  # room again
+    assert client.jobs.wait(last, timeout=60).status == "SUCCEEDED"
 
 
 def test_limit_is_configurable(tmp_path, monkeypatch):
@@ -232,12 +233,13 @@ def test_limit_is_configurable(tmp_path, monkeypatch):
     video = numbered_video(tmp_path / "n.mp4", frames=5)
     client = rk.client(max_concurrent_jobs=2)
     try:
-        client.start_face_detection(Video={"Path": str(video)})
-        client.start_face_detection(Video={"Path": str(video)})
+        ids = [client.start_face_detection(Video={"Path": str(video)})["JobId"] for _ in range(2)]
         with pytest.raises(client.exceptions.LimitExceededException, match="Maximum limit: 2"):
             client.start_face_detection(Video={"Path": str(video)})
     finally:
         gate.release.set()
+    for i in ids:  # no job of this test may outlive it
+        assert client.jobs.wait(i, timeout=60).status == "SUCCEEDED"
 
 
 def test_pagination_tokens(client, tmp_path, monkeypatch):
@@ -338,8 +340,47 @@ async def _await(job):
 
 
 def test_import_pulls_no_heavy_libraries():
-    code = ("import sys, rekolab;"
-            "print([m for m in ('torch','insightface','decord','onnxruntime','open_clip','cv2','av')"
-            " if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    heavy = ("torch", "torchvision", "insightface", "decord", "onnxruntime", "open_clip", "cv2", "av",
+             "matplotlib", "ipywidgets", "skimage", "scipy", "fsspec")
+    code = f"import sys, rekolab; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                         timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_exit_interrupts_running_jobs_instead_of_finishing_them(models_dir, rekolab_home):
+    """A script that ends while its job runs exits without running the job to the
+    end: the job reads FAILED ("interrupted"), with no results."""
+    video = MEDIA / "video/slow_traffic_small.mp4"
+    code = ("import rekolab as rk;"
+            f"j = rk.start_face_detection({str(video)!r}, face_attributes='ALL', sample_rate=30);"
+            "q = rk.start_face_detection(" + repr(str(video)) + ");"  # queued behind it
+            "print(j.id, q.id, flush=True)")  # then the interpreter exits normally
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, timeout=300)
+    running, queued = out.stdout.split()
+    for job_id in (running, queued):
+        page = rk.client().get_face_detection(JobId=job_id)
+        assert page["JobStatus"] == "FAILED" and "interrupted" in page["StatusMessage"]
+        assert not (rekolab_home / "jobs" / job_id / "results.parquet").exists()
+
+
+def test_a_job_stays_in_the_home_it_started_in(client, tmp_path, monkeypatch, rekolab_home):
+    video = still_video(MEDIA / "faces/obama.jpg", tmp_path / "o.mp4", frames=1)
+    gate = _Gate()
+    gate.install(monkeypatch)
+    job_id = client.start_face_detection(Video={"Path": str(video)})["JobId"]
+    other = tmp_path / "other-home"
+    monkeypatch.setenv("REKOLAB_HOME", str(other))  # switched while the job runs
+    gate.release.set()
+    assert client.jobs.wait(job_id, timeout=60) is not None
+    assert (rekolab_home / "jobs" / job_id / "results.parquet").exists()
+    assert not (other / "jobs" / job_id).exists()
+    monkeypatch.setenv("REKOLAB_HOME", str(rekolab_home))
+    assert client.get_face_detection(JobId=job_id)["JobStatus"] == "SUCCEEDED"
+
+
+def test_job_ids_cannot_name_paths(client):
+    for bad in ["../../etc", "a/b", ""]:
+        with pytest.raises(client.exceptions.InvalidParameterException):
+            rk.Job(bad, client)

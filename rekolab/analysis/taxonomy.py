@@ -124,7 +124,17 @@ PROMPT_TEMPLATES: tuple[str, ...] = (
     "a close-up photo of a {}.",
 )
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "labels"
+def _data_dir() -> Path:
+    """``data/labels``: in a checkout it is the repository's top-level ``data/``; an
+    installed wheel carries the same files as ``rekolab/data/labels``."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "data" / "labels", here.parents[2] / "data" / "labels"):
+        if (candidate / "taxonomy.csv").is_file():
+            return candidate
+    return here.parents[2] / "data" / "labels"
+
+
+DATA_DIR = _data_dir()
 TAXONOMY_CSV = DATA_DIR / "taxonomy.csv"
 COCO_CSV = DATA_DIR / "coco80.csv"
 COLUMNS = ("name", "parents", "aliases", "categories")

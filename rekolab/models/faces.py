@@ -35,6 +35,12 @@ DET_SIZE = (640, 640)
 def resolve_pack_dir(pack: str | os.PathLike | None = None) -> tuple[str, Path | None]:
     """``(pack name, pack folder)``; the folder is None when insightface must download it."""
     pack = pack if pack is not None else os.environ.get("REKOLAB_FACE_PACK") or None
+    # Cached per (pack, model dir): choosing a pack may read every graph in the folder.
+    return _resolve_pack_dir(None if pack is None else str(pack), os.environ.get("REKOLAB_MODEL_DIR"))
+
+
+@functools.lru_cache(maxsize=16)
+def _resolve_pack_dir(pack: str | None, _model_dir_env: str | None) -> tuple[str, Path | None]:
     if pack is not None and (os.sep in str(pack) or Path(pack).is_dir()):
         folder = Path(pack).expanduser().resolve()
         if not folder.is_dir():

@@ -66,7 +66,7 @@ COCO80: tuple[str, ...] = (
 class Detections:
     """Detections in one frame, in original-image pixels.
 
-    ``boxes_xyxy`` is ``(N, 4)`` float32 ``[x1, y1, x2, y2]`` (clipped to the image),
+    ``boxes_xyxy`` is ``(N, 4)`` float32 ``[x1, y1, x2, y2]`` (not clipped to the image),
     ``scores`` ``(N,)`` in 0..1, ``class_ids`` ``(N,)`` int64 and ``class_names`` the
     N names; sorted by score, highest first."""
 
@@ -270,9 +270,7 @@ class YoloxDetector:
             cxcy = (rows[:, 0:2] + grid) * stride
             wh = np.exp(rows[:, 2:4]) * stride
         boxes = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1) / ratio
-        h, w = image_hw
-        np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
-        np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
+        # Not clipped to the image: Rekognition's boxes may run past the frame edge.
         idx = nms_per_class(boxes, score, cls_id, self.nms_iou)
         ids = cls_id[idx].astype(np.int64)
         return Detections(boxes[idx].astype(np.float32), score[idx].astype(np.float32), ids,

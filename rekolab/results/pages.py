@@ -27,16 +27,24 @@ TOKEN_TTL_S = 24 * 3600
 def _key() -> bytes:
     path = store.home() / "secret"
     try:
-        return path.read_bytes()
+        key = path.read_bytes()
+        if key:
+            return key
     except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        try:  # O_EXCL: two processes creating the key at once agree on the first one
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(key)
-        except FileExistsError:
-            pass
-        return path.read_bytes()
+        pass
+    # Write the new key to a temporary file, then link it into place: the link
+    # fails if another process got there first, and nobody ever reads a file that
+    # exists but is not yet written. Everyone then uses the key on disk.
+    tmp = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_bytes(secrets.token_bytes(32))
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_bytes()
 
 
 def _b64(data: bytes) -> str:

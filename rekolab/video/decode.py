@@ -25,6 +25,7 @@ import math
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -343,13 +344,19 @@ def _prefetch(reader, indices, timestamps_ms, batch_size, prefetch, stop) -> Ite
     thread = threading.Thread(target=work, name="rekolab-decode", daemon=True)
     thread.start()
     try:
+        deadline = time.monotonic() + STALL_TIMEOUT_S
         while True:
             try:
-                item = q.get(timeout=STALL_TIMEOUT_S)
+                item = q.get(timeout=0.2)
             except queue.Empty:
-                raise VideoDecodeError(
-                    f"the decoder produced no frame for {STALL_TIMEOUT_S:.0f} s; "
-                    "the file is probably truncated or corrupt") from None
+                if stop.is_set() and not thread.is_alive():
+                    return  # stopped from outside (e.g. interpreter exit)
+                if time.monotonic() > deadline:
+                    raise VideoDecodeError(
+                        f"the decoder produced no frame for {STALL_TIMEOUT_S:.0f} s; "
+                        "the file is probably truncated or corrupt") from None
+                continue
+            deadline = time.monotonic() + STALL_TIMEOUT_S
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
