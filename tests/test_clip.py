@@ -263,7 +263,8 @@ def test_text_embeddings_cached_on_disk(clip_model, monkeypatch, rekolab_home):
         raise AssertionError("text tower called again")
 
     with monkeypatch.context() as mp:
-        mp.setattr(m.model, "encode_text", boom)
+        mp.setattr(m.model, "encode_text", boom)  # the full path
+        mp.setattr(m.model.transformer, "forward", boom)  # the truncated path too
         m._text_cache.clear()  # force the disk read
         again = m.text_embeddings(labels)
         np.testing.assert_array_equal(again, emb)
@@ -317,6 +318,168 @@ def test_background_and_model_confidence(clip_model, media):
     expect = clip_confidence(img @ txt.T, img @ bg, scale=100.0, offset=0.02)
     np.testing.assert_allclose(conf, expect, atol=1e-4)
     assert conf.shape == (1, 2) and np.all((conf >= 0) & (conf <= 100))
+
+
+# -- the truncated text path ----------------------------------------------------------
+
+
+def _prompt_of_length(tokenizer, n: int) -> str:
+    """A prompt whose tokens (start and end-of-text included) are exactly ``n``."""
+    text = " ".join(["dog"] * (n - 2))
+    assert int(tokenizer([text])[0].argmax()) + 1 == n
+    return text
+
+
+def _reference(m: ClipModel, texts) -> np.ndarray:
+    """open_clip's own encode_text over the whole 77-token context, normalised."""
+    with torch.inference_mode():
+        return m.model.encode_text(m.tokenizer(list(texts)), normalize=True).numpy()
+
+
+def _copy(m: ClipModel) -> ClipModel:
+    """Another ClipModel on the same open_clip module (the text path is chosen anew)."""
+    return ClipModel(model=m.model, tokenizer=m.tokenizer, transform=m.transform, spec=m.spec,
+                     model_id=m.id, identity=m.identity, device="cpu", precision="fp32",
+                     preprocess_source="", checkpoint=None)
+
+
+def test_truncated_text_path_is_exact(clip_model, monkeypatch):
+    m = clip_model
+    assert m.text_path == "truncated", m.text_path_reason
+    assert "self-check" in m.text_path_reason
+    tok = m.tokenizer
+    texts = ["", "a photo.", "a photo of a giraffe.", "a blurry photo of the small red car.",
+             _prompt_of_length(tok, 40), _prompt_of_length(tok, 75), _prompt_of_length(tok, 76),
+             _prompt_of_length(tok, 77), " ".join(["cat"] * 120)]  # the last is cut to 77
+    lengths = (tok(texts).argmax(dim=-1) + 1).tolist()
+    assert lengths == [2, 5, 8, 11, 40, 75, 76, 77, 77]
+    want = _reference(m, texts)
+    seen = []
+    real_forward = m.model.transformer.forward
+
+    def spy(x, attn_mask=None):
+        seen.append((x.shape[1], tuple(attn_mask.shape)))
+        return real_forward(x, attn_mask=attn_mask)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(m.model.transformer, "forward", spy)
+        got = m.encode_texts(texts)
+        assert seen == [(77, (77, 77))]  # one batch, cut at its longest real length
+        seen.clear()
+        short = m.encode_texts(texts[:4])
+        assert seen == [(11, (11, 11))]  # a batch of short prompts runs on 11 tokens, not 77
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(short, want[:4], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # prompt by prompt (each on its own length) too
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(m.encode_texts([text]), want[i:i + 1], atol=1e-5, rtol=0)
+
+
+def test_truncated_path_sorts_batches_and_keeps_the_callers_order(clip_model, monkeypatch):
+    m = clip_model
+    tok = m.tokenizer
+    texts = [_prompt_of_length(tok, 30), "a photo.", _prompt_of_length(tok, 76), "a photo of a dog.",
+             _prompt_of_length(tok, 12), "a photo.", _prompt_of_length(tok, 50)]  # one repeated
+    want = _reference(m, texts)
+    seen = []
+    real_forward = m.model.transformer.forward
+
+    def spy(x, attn_mask=None):
+        seen.append(x.shape[1])
+        return real_forward(x, attn_mask=attn_mask)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(m.model.transformer, "forward", spy)
+        got = m.encode_texts(texts, batch_size=2)
+    # lengths 30, 5, 76, 8, 12, 5, 50 sorted: (5, 5) (8, 12) (30, 50) (76)
+    assert seen == [5, 12, 50, 76]
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got[1], got[5], atol=1e-6, rtol=0)
+    # the label embeddings (mean of each label's prompts) are those of the full path
+    full = _copy(m)
+    full._text_path = "full"
+    assert full.encode_texts(texts).shape == got.shape
+    np.testing.assert_allclose(full.encode_texts(texts), want, atol=1e-6, rtol=0)
+    two = lambda n: [f"a photo of a {n}.", f"a close-up photo of the small {n} on a table."]  # noqa: E731
+    np.testing.assert_allclose(m._compute_text([two("dog"), two("cat")]),
+                               full._compute_text([two("dog"), two("cat")]), atol=1e-5, rtol=0)
+
+
+def test_text_cache_is_shared_by_both_paths(clip_model):
+    """The cache key does not name the path: the embeddings are the same."""
+    m = clip_model
+    one = lambda n: [f"a photo of a {n} in the snow."]  # noqa: E731
+    m._text_cache.clear()
+    emb = m.text_embeddings(["fox", "owl"], one)
+    full = _copy(m)
+    full._text_path = "full"
+    full.encode_texts = lambda *a, **k: pytest.fail("the cached embeddings were not reused")
+    np.testing.assert_array_equal(full.text_embeddings(["fox", "owl"], one), emb)
+    np.testing.assert_allclose(emb, _reference(m, one("fox") + one("owl")), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ("last_pool", "pooling 'last'"),
+    ("bidirectional", "not causal"),
+    ("no_mask", "no additive (n, n) attention mask"),
+])
+def test_models_that_do_not_qualify_use_the_full_path(clip_model, change, reason):
+    m = clip_model
+    texts = ["a photo.", "a photo of a giraffe near a tree.", _prompt_of_length(m.tokenizer, 30)]
+    mask, pool = m.model.attn_mask, m.model.text_pool_type
+    try:  # (not monkeypatch: its undo drops a module's buffer)
+        if change == "last_pool":  # pools position 76, which sees the padding
+            m.model.text_pool_type = "last"
+        elif change == "bidirectional":
+            m.model.attn_mask = torch.zeros(77, 77)
+        else:  # no mask at all: bidirectional attention too
+            m.model.attn_mask = None
+        other = _copy(m)
+        assert other.text_path == "full"
+        assert reason in other.text_path_reason, other.text_path_reason
+        got = other.encode_texts(texts)
+        want = _reference(other, texts)
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+        # where the model does not qualify, truncating would be wrong
+        if change != "no_mask":
+            short = m.tokenizer(texts[:2])[:, :9]
+            with torch.inference_mode():
+                cut = torch.nn.functional.normalize(rclip._truncated_encode_text(m.model, short), dim=-1)
+            assert np.abs(cut.numpy() - want[:2]).max() > 1e-3
+    finally:
+        m.model.attn_mask, m.model.text_pool_type = mask, pool
+    assert _copy(m).text_path == "truncated"
+
+
+def test_self_check_failure_falls_back(clip_model, monkeypatch):
+    m = clip_model
+    real = rclip._truncated_encode_text
+
+    def off(model, tokens):  # a replica that is slightly wrong
+        return real(model, tokens) + 0.05 * torch.randn(tokens.shape[0], m.embed_dim)
+
+    def broken(model, tokens):
+        raise RuntimeError("shape mismatch")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(rclip, "_truncated_encode_text", off)
+        other = _copy(m)
+        assert other.text_path == "full"
+        assert "differs from encode_text" in other.text_path_reason
+        np.testing.assert_allclose(other.encode_texts(["a photo."]), _reference(m, ["a photo."]), atol=1e-6)
+        mp.setattr(rclip, "_truncated_encode_text", broken)
+        other = _copy(m)
+        assert other.text_path == "full"
+        assert "failed its self-check: RuntimeError: shape mismatch" in other.text_path_reason
+
+
+def test_custom_text_tower_uses_the_full_path(pe_core_model):
+    m = pe_core_model  # CustomTextCLIP: its text tower is not the one replicated
+    assert m.text_path == "full"
+    assert "CustomTextCLIP" in m.text_path_reason
+    emb = m.encode_texts(["a photo.", "a photo of an eagle."])
+    np.testing.assert_allclose(emb, _reference(m, ["a photo.", "a photo of an eagle."]), atol=1e-6)
 
 
 # -- calibration on controlled embeddings ---------------------------------------------

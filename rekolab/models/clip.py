@@ -408,7 +408,8 @@ class ClipModel:
     Build with :meth:`load`. Attributes: ``id`` (stable identity string),
     ``arch``, ``device``, ``precision``, ``preprocess_cfg`` (the mean/std/size/resize
     actually used), ``preprocess_source``, ``checkpoint`` (``Path`` or ``None``),
-    ``model`` (the open_clip module), ``tokenizer``, ``transform``.
+    ``model`` (the open_clip module), ``tokenizer``, ``transform``, ``text_path``
+    (``"truncated"`` or ``"full"``, see :meth:`encode_texts`) and ``text_path_reason``.
     """
 
     def __init__(self, *, model, tokenizer, transform, spec: ClipSpec, model_id: str,
@@ -428,6 +429,8 @@ class ClipModel:
         self._text_cache: dict[str, np.ndarray] = {}
         self._embed_dim: int | None = None
         self._lock = threading.Lock()
+        self._text_path: str | None = None
+        self.text_path_reason = ""
 
     # -- loading --------------------------------------------------------------------
 
@@ -506,9 +509,11 @@ class ClipModel:
         model.eval()
         pp = dict(model.visual.preprocess_cfg)
         transform = image_transform_v2(PreprocessCfg(**pp), is_train=False)
-        return cls(model=model, tokenizer=tokenizer, transform=transform, spec=spec,
-                   model_id=model_id, identity=identity, device=str(device), precision=precision,
-                   preprocess_source=choice.source, checkpoint=checkpoint)
+        loaded = cls(model=model, tokenizer=tokenizer, transform=transform, spec=spec,
+                     model_id=model_id, identity=identity, device=str(device), precision=precision,
+                     preprocess_source=choice.source, checkpoint=checkpoint)
+        loaded.text_path  # choose (and self-check) the text path now, not mid-job
+        return loaded
 
     @staticmethod
     def _not_found_message(spec: ClipSpec, why: str) -> str:
@@ -583,18 +588,87 @@ class ClipModel:
 
     # -- text -----------------------------------------------------------------------
 
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """``(T, D)`` L2-normalised float32 embeddings of raw texts (no cache)."""
+    def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """``(T, D)`` L2-normalised float32 embeddings of raw texts (no cache), in
+        the order of ``texts``.
+
+        With :attr:`text_path` ``"truncated"`` (open_clip's standard CLIP text tower,
+        checked at load) the texts are sorted by token length, batched with texts of
+        similar length, and each batch runs the text tower on its tokens up to the
+        longest end-of-text position in the batch instead of the whole context (77
+        tokens; taxonomy prompts have 8-15). The tower's attention is causal and it
+        pools the end-of-text token, so a text's embedding depends only on its tokens
+        up to there: the result is the same as open_clip's ``encode_text`` (to float
+        rounding), several times faster. ``"full"`` calls ``encode_text`` on the
+        whole context, in batches of ``batch_size`` (default 256)."""
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self._dim()), np.float32)
+        if self.text_path == "truncated":
+            return _l2n(self._encode_truncated(texts, batch_size or _TRUNCATED_BATCH))
+        return _l2n(self._encode_full(texts, batch_size or 256))
+
+    @property
+    def text_path(self) -> str:
+        """``"truncated"`` when :meth:`encode_texts` runs the text tower on truncated
+        tokens (the model qualifies and passed the self-check), else ``"full"``;
+        ``text_path_reason`` says why."""
+        if self._text_path is None:
+            self._text_path, self.text_path_reason = self._choose_text_path()
+            log.info("%s: text path %s (%s)", self.id, self._text_path, self.text_path_reason)
+        return self._text_path
+
+    def _encode_full(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """open_clip's own ``encode_text`` over the whole context."""
         torch = require("torch", "labels")
         out = []
         for start in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(list(texts[start:start + batch_size])).to(self.device)
+            tokens = self.tokenizer(texts[start:start + batch_size]).to(self.device)
             with torch.inference_mode():
                 emb = self.model.encode_text(tokens)
             out.append(emb.float().cpu().numpy())
-        if not out:
-            return np.zeros((0, self._dim()), np.float32)
-        return _l2n(np.concatenate(out))
+        return np.concatenate(out)
+
+    def _encode_truncated(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Un-normalised embeddings by the truncated text tower, length-sorted batches."""
+        torch = require("torch", "labels")
+        tokens = self.tokenizer(texts)
+        lengths = _pool_index(self.model, tokens).numpy() + 1
+        order = np.argsort(lengths, kind="stable")
+        out: np.ndarray | None = None
+        for start in range(0, len(texts), batch_size):
+            rows = order[start:start + batch_size]
+            n_ctx = int(lengths[rows].max())
+            batch = tokens[torch.from_numpy(rows), :n_ctx].to(self.device)
+            with torch.inference_mode():
+                emb = _truncated_encode_text(self.model, batch).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(texts), emb.shape[1]), np.float32)
+            out[rows] = emb
+        assert out is not None
+        return out
+
+    def _choose_text_path(self) -> tuple[str, str]:
+        """("truncated" | "full", reason): structural checks, then a numeric self-check
+        of the truncated tower against open_clip's ``encode_text`` on a few prompts."""
+        why_not = _truncation_unsupported(self.model)
+        if why_not:
+            return "full", why_not
+        torch = require("torch", "labels")
+        tokens = self.tokenizer(list(_SELF_CHECK_PROMPTS)).to(self.device)
+        with torch.inference_mode():
+            want = self.model.encode_text(tokens).float().cpu().numpy()
+        try:
+            got = self._encode_truncated(list(_SELF_CHECK_PROMPTS), 2)  # mixed-length batches
+        except Exception as exc:  # an open_clip variant this replica does not cover
+            return "full", f"truncated text tower failed its self-check: {type(exc).__name__}: {exc}"
+        tol = 1e-4 if self.precision == "fp32" else 1e-2
+        diff = float(np.abs(_l2n(got) - _l2n(want)).max()) if got.shape == want.shape else float("inf")
+        if not diff < tol:
+            return "full", (f"truncated text tower differs from encode_text by {diff:.2e} "
+                            f"(limit {tol:g}) on the self-check prompts")
+        return "truncated", (f"{type(self.model).__name__} causal text tower, "
+                             f"{self.model.text_pool_type} pooling; self-check max diff {diff:.1e}")
 
     def _dim(self) -> int:
         if self._embed_dim is None:
@@ -686,6 +760,95 @@ class ClipModel:
         sims = img @ np.asarray(text_emb, np.float32).T
         bg = img @ self.background_embedding() if cal.background else None
         return clip_confidence(sims, bg, scale=cal.scale, offset=cal.offset)
+
+
+# -- the truncated text tower --------------------------------------------------------
+
+#: Prompts per batch of the truncated text path (tokens are a few, so batches can be big).
+_TRUNCATED_BATCH = 256
+
+#: Self-check prompts: short, typical, long, and one past the context (the tokenizer
+#: cuts it to the full 77 tokens, ending in the end-of-text token).
+_SELF_CHECK_PROMPTS: tuple[str, ...] = (
+    "a photo.",
+    "a blurry photo of a golden retriever.",
+    "a low resolution photo of the small red double-decker bus in front of a railway station.",
+    "a close-up photo of " + " and ".join(["a cat", "a dog", "a bird", "a horse"] * 6) + ".",
+)
+
+
+def _truncation_unsupported(model) -> str:
+    """Why ``model``'s text tower cannot run on truncated tokens ("" when it can).
+
+    Only open_clip's ``CLIP`` with its own ``encode_text`` (replicated by
+    :func:`_truncated_encode_text`), an open_clip ``Transformer`` text tower with a
+    causal additive mask, and pooling at a token found from the token ids
+    (``argmax``: the end-of-text token, ``eos``, ``first``) qualifies."""
+    try:
+        from open_clip.model import CLIP
+        from open_clip.transformer import Transformer
+    except ImportError as exc:  # pragma: no cover - open_clip without these modules
+        return f"open_clip has no CLIP/Transformer classes ({exc})"
+    torch = require("torch", "labels")
+    kind = type(model).__name__
+    if not isinstance(model, CLIP) or type(model).encode_text is not CLIP.encode_text:
+        return f"{kind}: encode_text is not open_clip.model.CLIP.encode_text"
+    missing = [a for a in ("token_embedding", "positional_embedding", "attn_mask", "transformer",
+                           "ln_final", "text_projection", "text_pool_type") if not hasattr(model, a)]
+    if missing:
+        return f"{kind}: no {', '.join(missing)}"
+    transformer = model.transformer
+    if not isinstance(transformer, Transformer) or type(transformer).forward is not Transformer.forward:
+        return f"{kind}: the text transformer is not open_clip.transformer.Transformer"
+    pool = model.text_pool_type
+    if pool not in ("argmax", "eos", "first"):
+        return f"{kind}: text pooling {pool!r} does not pool a token found from the token ids"
+    if pool == "eos" and getattr(model, "text_eos_id", None) is None:
+        return f"{kind}: eos pooling without text_eos_id"
+    mask = model.attn_mask
+    pos = model.positional_embedding
+    if not isinstance(mask, torch.Tensor) or not mask.is_floating_point() or mask.ndim != 2 \
+            or mask.shape[0] != mask.shape[1]:
+        return f"{kind}: no additive (n, n) attention mask"
+    if not isinstance(pos, torch.Tensor) or pos.ndim != 2 or pos.shape[0] != mask.shape[0]:
+        return f"{kind}: positional embedding does not match the attention mask"
+    upper = torch.triu(torch.ones(mask.shape, dtype=torch.bool, device=mask.device), diagonal=1)
+    if not bool(torch.isneginf(mask[upper]).all()):
+        return f"{kind}: the attention mask is not causal"
+    return ""
+
+
+def _pool_index(model, tokens):
+    """The position ``text_global_pool`` takes for each row of ``tokens`` (as open_clip)."""
+    torch = require("torch", "labels")
+    pool = model.text_pool_type
+    if pool == "argmax":
+        return tokens.argmax(dim=-1)
+    if pool == "eos":
+        return (tokens == model.text_eos_id).int().argmax(dim=-1)
+    return torch.zeros(tokens.shape[0], dtype=torch.long)  # "first"
+
+
+def _truncated_encode_text(model, tokens):
+    """open_clip 3.3's ``CLIP.encode_text`` (model.py) on ``tokens[:, :n]``, with the
+    positional embedding and the causal mask cut to ``n``; every row's pooled token
+    must be among its first ``n`` (the caller cuts at the batch's longest)."""
+    torch = require("torch", "labels")
+    from open_clip.model import text_global_pool
+
+    n_ctx = tokens.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:n_ctx].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:n_ctx, :n_ctx].contiguous())
+    x = model.ln_final(x)
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is not None:
+        if isinstance(model.text_projection, torch.nn.Linear):
+            x = model.text_projection(x)
+        else:
+            x = x @ model.text_projection
+    return x
 
 
 def _l2n(x: np.ndarray) -> np.ndarray:
