@@ -58,9 +58,11 @@ import numpy as np
 import pyarrow as pa
 
 from . import store
-from .errors import (ImageTooLargeException, InvalidImageFormatException, InvalidParameterException,
-                     InvalidS3ObjectException, ResourceAlreadyExistsException,
-                     ResourceNotFoundException)
+from .errors import (InternalServerError, InvalidImageFormatException, InvalidParameterException,
+                     ResourceAlreadyExistsException, ResourceNotFoundException)
+from .images import decode_image as _decode
+from .results.schema import BOUNDING_BOX
+from .images import image_kind as _image_kind
 
 __all__ = [
     "Gallery",
@@ -84,8 +86,6 @@ DEFAULT_MIN_CONFIDENCE = 50.0
 KNOWN_GENDERS = ("Male", "Female", "Nonbinary", "Unlisted")
 ID_LENGTH = 8
 MAX_URLS = 255  # the service model's Urls max
-MAX_IMAGE_BYTES = 5 * 1024 * 1024  # Image.Bytes (RecognizeCelebrities)
-MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024  # Image.S3Object (Rekognition's image limits)
 MAX_FACES_PER_IMAGE = 64  # RecognizeCelebrities: "the 64 largest faces"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 GALLERY_FILE = "gallery.parquet"
@@ -104,7 +104,7 @@ _GALLERY_SCHEMA = pa.schema([
     ("FaceId", pa.string()),
     ("Image", pa.string()),          # relative to the gallery folder: images/<sha256>.<ext>
     ("Source", pa.string()),         # the file name the photo was added from (informational)
-    ("BoundingBox", pa.struct([("Width", _F), ("Height", _F), ("Left", _F), ("Top", _F)])),
+    ("BoundingBox", BOUNDING_BOX),
     ("Keypoints", pa.list_(pa.float32())),  # 5 (x, y) pixel points in the stored photo
     ("Confidence", _F),              # detector score x 100 (100 for aligned crops)
     ("Aligned", pa.bool_()),         # a pre-aligned crop, fed to the recognizer as it is
@@ -192,27 +192,8 @@ def _aligned_kps(size: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- images
-def _image_kind(data: bytes) -> str | None:
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    return None
-
-
-def _decode(data: bytes, source: str):
-    """BGR uint8 image from encoded bytes, or InvalidImageFormatException."""
-    cv2 = _cv2()
-    img = None
-    if data:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        raise InvalidImageFormatException(
-            f"Request has invalid image format: {source} could not be decoded as an image "
-            "(give a JPEG or PNG file)")
-    return img
-
-
+# Decoding and the Image member (Bytes / S3Object) are rekolab/images.py, shared with
+# the collections: _decode = images.decode_image, _image_kind = images.image_kind.
 def _cv2():
     from .models import require
 
@@ -412,9 +393,7 @@ class Gallery:
         """A search snapshot; refuses an empty gallery or one made by another face model."""
         rows, meta = self._read()
         if not rows:
-            raise InvalidParameterException(
-                f"the celebrity gallery at {self.path} is empty; add people first: "
-                "rk.celebrities.gallery().add('Name', images=['photo.jpg'])")
+            raise _empty(self)
         self.check_model(pack)
         order: dict[str, int] = {}
         people: list[dict] = []
@@ -880,29 +859,59 @@ def _gallery_from(params: dict) -> Gallery:
     return Gallery(params.get("CelebrityGallery"))
 
 
-def check_start(params: dict) -> dict:
-    """StartCelebrityRecognition checks that need the gallery: refuse an empty one,
-    and (when the face pack is on disk, so nothing is downloaded here) one embedded
-    with another face model. Returns ``params`` with the gallery path made absolute."""
-    from .requests import validate_request
+def _empty(g: Gallery) -> InvalidParameterException:
+    return InvalidParameterException(
+        f"the celebrity gallery at {g.path} is empty; add people first: "
+        "rk.celebrities.gallery().add('Name', images=['photo.jpg'])")
 
-    validate_request("StartCelebrityRecognition", params)
-    g = _gallery_from(params)
-    if len(g) == 0:
-        raise InvalidParameterException(
-            f"the celebrity gallery at {g.path} is empty; add people first: "
-            "rk.celebrities.gallery().add('Name', images=['photo.jpg'])")
+
+def _pack_on_disk() -> bool:
+    """True when the face pack in use is already on this machine (REKOLAB_MODEL_DIR,
+    REKOLAB_FACE_PACK, or insightface's own ``~/.insightface/models/<pack>``), so
+    loading it downloads nothing."""
     from .models.faces import resolve_pack_dir
 
     try:
-        local = resolve_pack_dir()[1] is not None
+        name, folder = resolve_pack_dir()
     except Exception:
-        local = False
-    if local:
+        return False
+    return folder is not None or (Path.home() / ".insightface" / "models" / name).is_dir()
+
+
+def _load_pack(operation: str):
+    """The face pack for a request, only from disk: a missing or broken pack is an
+    ``InternalServerError`` that says how to install one, never a download or a raw
+    exception."""
+    hint = ("set REKOLAB_MODEL_DIR to a folder holding insightface/models/<pack>/ "
+            "(e.g. ../shared/models), or REKOLAB_FACE_PACK to a pack folder")
+    if not _pack_on_disk():
+        raise InternalServerError(
+            f"no face pack is installed on this machine, and RecognizeCelebrities does not download one: {hint}",
+            operation)
+    try:
+        return _face_pack()
+    except Exception as exc:
+        raise InternalServerError(
+            f"the face pack could not be loaded ({type(exc).__name__}: {exc}); {hint}", operation) from None
+
+
+def check_start(request):
+    """StartCelebrityRecognition checks that need the gallery, on a request that
+    ``parse_start`` validated: refuse an empty gallery, and (when the face pack is on
+    disk, so nothing is downloaded here) one embedded with another face model.
+    Returns the request with the gallery path made absolute."""
+    import dataclasses
+
+    params = request.params
+    g = _gallery_from(params)
+    if len(g) == 0:
+        raise _empty(g)
+    if _pack_on_disk():
         g.check_model(_face_pack())
-    if "CelebrityGallery" in params:
+    if "CelebrityGallery" in params and params["CelebrityGallery"] != str(g.path):
         params = dict(params, CelebrityGallery=str(g.path))
-    return params
+        request = dataclasses.replace(request, params_json=json.dumps(params, sort_keys=True, separators=(",", ":")))
+    return request
 
 
 def celebrity_info(params: dict) -> dict:
@@ -924,65 +933,20 @@ def celebrity_info(params: dict) -> dict:
     return out
 
 
-def _image_bytes(image: dict, buckets: dict[str, str]) -> bytes:
-    """The encoded bytes of a RecognizeCelebrities ``Image`` (Bytes or S3Object)."""
-    if "Bytes" in image and "S3Object" in image:
-        raise InvalidParameterException("Image must have either Bytes or S3Object, not both")
-    if "Bytes" in image:
-        if not image["Bytes"]:
-            raise InvalidParameterException("Image.Bytes is empty; give the bytes of a JPEG or PNG file")
-        return image["Bytes"]
-    s3 = image.get("S3Object")
-    if not s3:
-        raise InvalidParameterException("Image must contain Bytes or S3Object {Bucket, Name}")
-    missing = [k for k in ("Bucket", "Name") if k not in s3]
-    if missing:
-        raise InvalidParameterException(f"Image.S3Object needs {' and '.join(missing)}")
-    from .video.source import _fetch_s3, _inside_root
-
-    bucket, name, version = s3["Bucket"], s3["Name"], s3.get("Version")
-    if bucket in buckets:
-        if version is not None:
-            raise InvalidParameterException(
-                f"S3Object.Version is not supported for the local bucket {bucket!r}; drop Version")
-        path = _inside_root(Path(buckets[bucket]), name, bucket)
-    else:
-        path = _fetch_s3(bucket, name, version)
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise InvalidS3ObjectException(
-            f"Unable to get object metadata from S3: {bucket}/{name} does not exist or is not readable")
-    size = path.stat().st_size
-    if size > MAX_S3_IMAGE_BYTES:
-        raise ImageTooLargeException(
-            f"Image size is too large: {bucket}/{name} is {size} bytes; images in S3 may be at most "
-            f"{MAX_S3_IMAGE_BYTES} bytes")
-    return path.read_bytes()
-
-
 def recognize_celebrities(params: dict, buckets: dict[str, str]) -> dict:
     """RecognizeCelebrities: ``{CelebrityFaces, UnrecognizedFaces}`` for one image."""
+    from .images import load_image, normalize_image_request
     from .requests import validate_request
 
-    image = params.get("Image")
-    if isinstance(image, dict):
-        blob = image.get("Bytes")
-        if hasattr(blob, "read"):  # botocore accepts file-like blobs
-            blob = blob.read()
-            image = params["Image"] = dict(image, Bytes=blob)
-        if isinstance(blob, str):
-            blob = image["Bytes"] = blob.encode()
-        if isinstance(blob, (bytes, bytearray)) and len(blob) > MAX_IMAGE_BYTES:
-            raise ImageTooLargeException(
-                f"Image size is too large: Image.Bytes is {len(blob)} bytes; at most {MAX_IMAGE_BYTES} "
-                "bytes (5 MB) are allowed. Resize the image or pass it as an S3Object (up to 15 MB)")
-    validate_request("RecognizeCelebrities", params)
-    data = bytes(_image_bytes(params["Image"], buckets))
-    if _image_kind(data) is None:
-        raise InvalidImageFormatException(
-            "Request has invalid image format: the image must be a PNG or JPEG file")
-    img = _decode(data, "the image")
-    pack = _face_pack()
-    matcher = _gallery_from(params).matcher(pack)
+    op = "RecognizeCelebrities"
+    params = normalize_image_request(params, op)
+    validate_request(op, params)
+    img, _ = load_image(params["Image"], buckets, op)
+    gallery = _gallery_from(params)
+    if len(gallery) == 0:  # before any model is loaded
+        raise _empty(gallery)
+    pack = _load_pack(op)
+    matcher = gallery.matcher(pack)
     from .analysis.celebrities import recognize_image
 
     return recognize_image(img, pack, matcher, float(params.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)))

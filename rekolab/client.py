@@ -11,12 +11,12 @@ Only positional-free keyword calls are accepted, as with boto3.
 """
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from typing import Callable
 
 import pyarrow as pa
-
-import functools
 
 from .errors import Exceptions, RekognitionError, ResourceNotFoundException
 from .jobs import JobManager, JobRecord
@@ -84,9 +84,8 @@ class Client:
                 f"call Get{record.operation[5:]} for it", req.operation)
         response = self._envelope(record)
         if record.status == "SUCCEEDED":
-            table = self.jobs.table(req.job_id)
-            if sort is not None:
-                table = sort(table)
+            table = (self.jobs.table(req.job_id, f"sort:{options}", sort) if sort is not None
+                     else self.jobs.table(req.job_id))
             offset = read_token(req.next_token, req.job_id, options) if req.next_token else 0
             page = table.slice(offset, req.max_results)
             response[list_key] = render(page)
@@ -125,19 +124,10 @@ class Client:
     @staticmethod
     def _collection_call(operation: str, kwargs: dict):
         """Validate a collection request; return the rekolab.collections module.
-
-        Image.Bytes over 5 MB is ImageTooLargeException (checked before botocore's
-        length rule would call it an invalid parameter)."""
+        (Requests with an Image go through images.normalize_image_request first.)"""
         from . import collections
-        from .errors import ImageTooLargeException
         from .requests import validate_request
 
-        data = kwargs.get("Image", {}).get("Bytes") if isinstance(kwargs.get("Image"), dict) else None
-        if isinstance(data, (bytes, bytearray)) and len(data) > collections.MAX_IMAGE_BYTES:
-            raise ImageTooLargeException(
-                f"Image size is too large: Image.Bytes is {len(data)} bytes; the maximum is "
-                f"{collections.MAX_IMAGE_BYTES} bytes (5 MB). Pass it as Image.S3Object (up to 15 MB) "
-                "or downscale it", operation)
         validate_request(operation, kwargs)
         return collections
 
@@ -171,7 +161,10 @@ class Client:
         """IndexFaces: detect (at most the 100 largest faces), filter by QualityFilter
         (default AUTO), keep MaxFaces, embed and store. ``FaceRecords`` largest first;
         ``UnindexedFaces`` with Reasons. Image.Bytes or Image.S3Object (a bucket root)."""
+        from .images import normalize_image_request
+
         op = "IndexFaces"
+        kwargs = normalize_image_request(kwargs, op)  # Image.Bytes -> bytes, once, before validation
         c = self._collection_call(op, kwargs)
         c.check_searchable(kwargs["CollectionId"], op)  # unknown collection: before decoding
         bgr, sha = c.load_image(kwargs["Image"], self.buckets, op)
@@ -205,7 +198,10 @@ class Client:
     def search_faces_by_image(self, **kwargs) -> dict:
         """SearchFacesByImage: the largest face of the image against the collection;
         QualityFilter default NONE; no face -> InvalidParameterException."""
+        from .images import normalize_image_request
+
         op = "SearchFacesByImage"
+        kwargs = normalize_image_request(kwargs, op)  # Image.Bytes -> bytes, once, before validation
         c = self._collection_call(op, kwargs)
         c.check_searchable(kwargs["CollectionId"], op)
         bgr, _ = c.load_image(kwargs["Image"], self.buckets, op)
@@ -220,11 +216,10 @@ class Client:
         must exist (ResourceNotFoundException) and use the face pack in use.
         Extension: ``SampleRate`` (frames analysed per second, default 5)."""
         from . import collections
-        from .requests import validate_request
 
-        validate_request("StartFaceSearch", kwargs)
-        collections.check_searchable(kwargs["CollectionId"], "StartFaceSearch")
-        return self._start("StartFaceSearch", kwargs)
+        request, token = parse_start("StartFaceSearch", kwargs)  # validated once
+        collections.check_searchable(request.params["CollectionId"], "StartFaceSearch")
+        return {"JobId": self.jobs.start(request, token, self.buckets)}
 
     @_operation("GetFaceSearch")
     def get_face_search(self, **kwargs) -> dict:
@@ -246,7 +241,8 @@ class Client:
         default ``<rekolab home>/celebrities``)."""
         from .celebrities import check_start
 
-        return self._start("StartCelebrityRecognition", check_start(kwargs))
+        request, token = parse_start("StartCelebrityRecognition", kwargs)  # validated once
+        return {"JobId": self.jobs.start(check_start(request), token, self.buckets)}
 
     @_operation("GetCelebrityRecognition")
     def get_celebrity_recognition(self, **kwargs) -> dict:
@@ -359,9 +355,13 @@ def client(**kwargs) -> Client:
     return Client(**kwargs)
 
 
+_default_lock = threading.Lock()
+
+
 def default_client() -> Client:
     """The process-wide client that the notebook API uses."""
     global _default
-    if _default is None:
-        _default = Client()
-    return _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default

@@ -67,9 +67,10 @@ import numpy as np
 import pyarrow as pa
 
 from . import store
-from .errors import (ImageTooLargeException, InvalidImageFormatException, InvalidParameterException,
-                     InvalidS3ObjectException, ResourceAlreadyExistsException, ResourceNotFoundException,
+from .errors import (InvalidParameterException, ResourceAlreadyExistsException, ResourceNotFoundException,
                      ServiceQuotaExceededException)
+from .images import MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES, MIN_IMAGE_PIXELS, load_image
+from .results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS
 
 __all__ = [
     "search_embeddings",
@@ -85,14 +86,12 @@ __all__ = [
     "MAX_S3_IMAGE_BYTES",
     "MIN_IMAGE_PIXELS",
     "FACE_LIST_SCHEMA",
+    "load_image",
 ]
 
 DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 MAX_SEARCH_FACES = 4096          # SearchFaces/SearchFacesByImage MaxFaces upper bound
 MAX_INDEX_FACES = 100            # IndexFaces indexes at most the 100 largest faces
-MAX_IMAGE_BYTES = 5 * 1024 * 1024        # Image.Bytes
-MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024    # Image.S3Object
-MIN_IMAGE_PIXELS = 80                    # minimum image height and width
 MAX_COLLECTION_FACES = 20_000_000        # faces per collection (DG limits, maximum)
 DEFAULT_LIST_RESULTS = 1000
 ARN_PREFIX = "arn:aws:rekognition:local:000000000000:collection/"
@@ -100,10 +99,8 @@ ARN_PREFIX = "arn:aws:rekognition:local:000000000000:collection/"
 _MANIFEST = "collection.json"
 
 
-_BOX = pa.struct([("Width", pa.float64()), ("Height", pa.float64()), ("Left", pa.float64()),
-                  ("Top", pa.float64())])
 #: Arrow schema of a ListFaces ``Face`` item (``rk.Collection.faces()``).
-FACE_LIST_SCHEMA = pa.schema([("FaceId", pa.string()), ("BoundingBox", _BOX), ("ImageId", pa.string()),
+FACE_LIST_SCHEMA = pa.schema([("FaceId", pa.string()), ("BoundingBox", BOUNDING_BOX), ("ImageId", pa.string()),
                               ("ExternalImageId", pa.string()), ("Confidence", pa.float64()),
                               ("IndexFacesModelVersion", pa.string())])
 
@@ -559,16 +556,56 @@ def _token_scope(kind: str, key: str) -> str:
     return f"{kind}:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
+#: A ListCollections NextToken holds the last id returned when it is at most this long,
+#: else its first characters and a hash (a NextToken is at most 255 characters).
+_TOKEN_ID_CHARS = 32
+
+
+def _last_id_key(last_id: str) -> int:
+    """The (signed) integer a ListCollections NextToken carries for the last id returned."""
+    raw = last_id.encode("utf-8")
+    if len(raw) > _TOKEN_ID_CHARS:  # ids have no NUL byte: it separates the prefix from the hash
+        raw = raw[:_TOKEN_ID_CHARS] + b"\0" + hashlib.sha256(raw).digest()[:8]
+    return int.from_bytes(b"\1" + raw, "big")
+
+
+def _resume_after(key: int, ids: list[str]) -> int:
+    """Index in ``ids`` (sorted) of the first id after the last one returned, found by
+    name, so ids created or deleted between pages shift nothing."""
+    import bisect
+
+    from .errors import InvalidPaginationTokenException
+
+    raw = key.to_bytes((key.bit_length() + 7) // 8, "big")
+    prefix, hashed, digest = raw[1:].partition(b"\0")
+    try:
+        if raw[:1] != b"\1":
+            raise ValueError(raw[:1])
+        prefix_text = prefix.decode("utf-8")
+    except ValueError:
+        raise InvalidPaginationTokenException("Invalid Pagination Token", "ListCollections") from None
+    if not hashed:
+        return bisect.bisect_right(ids, prefix_text)
+    first = bisect.bisect_left(ids, prefix_text)
+    for i in range(first, len(ids)):
+        if not ids[i].startswith(prefix_text):
+            break
+        if hashlib.sha256(ids[i].encode("utf-8")).digest()[:8] == digest:
+            return i + 1
+    # The last id returned was deleted meanwhile: resume at its prefix (ids that share
+    # the prefix may be listed again; none is skipped).
+    return first
+
+
 def list_collections(max_results: int | None = None, next_token: str | None = None) -> dict:
+    """ListCollections: ids sorted by name; NextToken holds the last id returned, so
+    paging is stable while collections are created or deleted."""
     from .results import make_token, read_token
 
     limit = max_results or DEFAULT_LIST_RESULTS
     ids = collection_ids()
     scope = _token_scope("ListCollections", "")
-    start = 0
-    if next_token:
-        after = read_token(next_token, scope)  # the index of the last id returned + 1, by name
-        start = after
+    start = _resume_after(read_token(next_token, scope), ids) if next_token else 0
     page = ids[start:start + limit]
     versions = []
     for cid in page:
@@ -579,7 +616,7 @@ def list_collections(max_results: int | None = None, next_token: str | None = No
     keep = [i for i, v in enumerate(versions) if v is not None]
     out = {"CollectionIds": [page[i] for i in keep], "FaceModelVersions": [versions[i] for i in keep]}
     if start + limit < len(ids):
-        out["NextToken"] = make_token(scope, start + limit)
+        out["NextToken"] = make_token(scope, _last_id_key(ids[start + limit - 1]))
     return out
 
 
@@ -619,15 +656,11 @@ def list_faces(collection_id: str, max_results: int | None = None, next_token: s
         after_id = str(uuid.UUID(int=after))
         start = int(np.searchsorted(ids.astype(str), after_id, side="right"))
     sel = range(start, min(start + limit, len(ids)))
-    out: dict[str, Any] = {"Faces": [_list_face(view, view.segments[seg_of[i]], int(row_of[i])) for i in sel]}
+    out: dict[str, Any] = {"Faces": [view.face(view.segments[seg_of[i]], int(row_of[i])) for i in sel]}
     if start + limit < len(ids):
         out["NextToken"] = make_token(scope, uuid.UUID(ids[start + limit - 1]).int)
     out["FaceModelVersion"] = view.manifest["FaceModelVersion"]
     return out
-
-
-def _list_face(view: _View, seg: _Segment, row: int) -> dict:
-    return view.face(seg, row)
 
 
 def delete_faces(collection_id: str, face_ids: list[str], operation: str | None = None) -> dict:
@@ -742,72 +775,8 @@ def add_faces(collection_id: str, embeddings: np.ndarray, faces: list[dict], ima
 
 
 # ============================================================================ images
-
-
-def load_image(image: dict, buckets: dict[str, str], operation: str | None = None) -> tuple[np.ndarray, str]:
-    """A validated ``Image`` member -> (BGR uint8 array, sha256 of the file bytes).
-
-    ``Bytes`` (at most 5 MB) or ``S3Object`` (a configured local bucket root, the
-    same safety as videos; at most 15 MB). JPEG and PNG only, as Rekognition;
-    at least 80 x 80 pixels."""
-    op = operation or "rekolab"
-    if not isinstance(image, dict) or ("Bytes" in image) == ("S3Object" in image):
-        raise InvalidParameterException("Image must have exactly one of Bytes or S3Object", op)
-    if "Bytes" in image:
-        data = image["Bytes"]
-        if hasattr(data, "read"):
-            data = data.read()
-        if isinstance(data, str):
-            data = data.encode("latin-1")
-        data = bytes(data)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise ImageTooLargeException(
-                f"Image size is too large: Image.Bytes is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} "
-                "bytes (5 MB). Pass a larger file as Image.S3Object (up to 15 MB) or downscale it", op)
-    else:
-        data = _read_s3_image(image["S3Object"], buckets, op)
-    if not (data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"):
-        raise InvalidImageFormatException(
-            "Request has invalid image format: the image must be a JPEG or PNG file", op)
-    import cv2
-
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise InvalidImageFormatException(
-            "Request has invalid image format: the JPEG/PNG data could not be decoded (truncated or corrupt?)", op)
-    h, w = bgr.shape[:2]
-    if h < MIN_IMAGE_PIXELS or w < MIN_IMAGE_PIXELS:
-        raise InvalidParameterException(
-            f"The image is {w}x{h} pixels; height and width must be at least {MIN_IMAGE_PIXELS} pixels", op)
-    return bgr, hashlib.sha256(data).hexdigest()
-
-
-def _read_s3_image(s3: dict, buckets: dict[str, str], op: str) -> bytes:
-    from .video.source import _fetch_s3, _inside_root
-
-    bucket, name, version = s3.get("Bucket"), s3.get("Name"), s3.get("Version")
-    if not bucket or not name:
-        raise InvalidParameterException("Image.S3Object needs Bucket and Name", op)
-    if bucket in buckets:
-        if version is not None:
-            raise InvalidParameterException(
-                f"S3Object.Version is not supported for the local bucket {bucket!r}: local bucket roots keep "
-                "one version of each object; drop Version", op)
-        path = _inside_root(Path(buckets[bucket]), name, bucket)
-    else:
-        path = _fetch_s3(bucket, name, version)
-    if not path.is_file():
-        raise InvalidS3ObjectException(
-            f"Unable to get object metadata from S3: {bucket}/{name} does not exist ({path})", op)
-    size = path.stat().st_size
-    if size > MAX_S3_IMAGE_BYTES:
-        raise ImageTooLargeException(
-            f"Image size is too large: {bucket}/{name} is {size} bytes; the maximum from S3 is "
-            f"{MAX_S3_IMAGE_BYTES} bytes (15 MB)", op)
-    try:
-        return path.read_bytes()
-    except PermissionError:
-        raise InvalidS3ObjectException(f"{bucket}/{name} is not readable (permission denied on {path})", op) from None
+# load_image (Image.Bytes / Image.S3Object -> BGR array) lives in rekolab/images.py,
+# shared with RecognizeCelebrities; it is re-exported here.
 
 
 # ============================================================================ IndexFaces quality
@@ -873,8 +842,6 @@ _ATTRIBUTE_KEYS = {
     "EYEGLASSES": "Eyeglasses", "EYES_OPEN": "EyesOpen", "GENDER": "Gender", "MOUTH_OPEN": "MouthOpen",
     "MUSTACHE": "Mustache", "FACE_OCCLUDED": "FaceOccluded", "SMILE": "Smile", "SUNGLASSES": "Sunglasses",
 }
-_DEFAULT_KEYS = ("BoundingBox", "Landmarks", "Pose", "Quality", "Confidence")
-
 
 def _wanted_keys(detection_attributes: list[str] | None) -> tuple[str, set[str] | None]:
     """("DEFAULT"|"ALL" to compute, keys to keep or None for all computed)."""
@@ -884,7 +851,7 @@ def _wanted_keys(detection_attributes: list[str] | None) -> tuple[str, set[str] 
     extra = {_ATTRIBUTE_KEYS[a] for a in attrs if a in _ATTRIBUTE_KEYS}
     if not extra:
         return "DEFAULT", None
-    return "ALL", set(_DEFAULT_KEYS) | extra
+    return "ALL", set(DEFAULT_FACE_KEYS) | extra
 
 
 def detect_faces(bgr: np.ndarray, detection_attributes: list[str] | None = None):

@@ -94,8 +94,6 @@ CONNECTED_HOME_CLASSES: dict[str, str] = {
 }
 
 _FACE_SEARCH_FACE_KEYS = ("BoundingBox", "Confidence", "ExternalImageId", "FaceId", "ImageId")
-_BASIC_LANDMARKS = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
-_DETECTED_FACE_KEYS = ("BoundingBox", "Confidence", "Landmarks", "Pose", "Quality")
 _ACTIVE = ("STARTING", "RUNNING", "STOPPING")
 SNS_SUBJECT = "Rekognition Stream Processing Event"
 
@@ -876,8 +874,9 @@ class _FaceSearchAnalyser:
                 "Attributes": self.pack.attributes.methods("DEFAULT")}
 
     def __call__(self, frame: _Frame, session: "_Session") -> list[dict]:
-        from .analysis.face_attributes import describe_faces
+        from .analysis.face_attributes import BASIC_LANDMARKS, describe_faces
         from .collections import search_embeddings
+        from .results.schema import DEFAULT_FACE_KEYS
 
         img = frame.image
         boxes, scores, kps = self.pack.detect(img)
@@ -887,9 +886,9 @@ class _FaceSearchAnalyser:
             matches = search_embeddings(self.collection_id, self.pack.embed(img, kps),
                                         face_match_threshold=self.threshold)
             for detail, found in zip(details, matches):
-                face = {k: detail[k] for k in _DETECTED_FACE_KEYS if k in detail}
+                face = {k: detail[k] for k in DEFAULT_FACE_KEYS if k in detail}
                 if "Landmarks" in face:
-                    face["Landmarks"] = [p for p in face["Landmarks"] if p["Type"] in _BASIC_LANDMARKS]
+                    face["Landmarks"] = [p for p in face["Landmarks"] if p["Type"] in BASIC_LANDMARKS]
                 responses.append({"DetectedFace": face, "MatchedFaces": [
                     {"Similarity": m["Similarity"],
                      "Face": {k: m["Face"][k] for k in _FACE_SEARCH_FACE_KEYS if k in m["Face"]}}
@@ -1180,28 +1179,37 @@ class _Session:
             self._finish()
 
     def _finish(self) -> None:
-        self.ended = time.time()
-        self.status = "FAILED" if self.error else "STOPPED"
-        message = self.status_message()
-        with _LOCK:
-            if _def_path(self.name).exists():
-                d = store.read_json(_def_path(self.name))
-                if d.get("SessionId") == self.session_id:
-                    _update_def(self.name, Status=self.status, StatusMessage=message)
-            try:
-                store.atomic_write_json(_sessions_dir(self.name) / f"{self.session_id}.json", self.summary())
-                if self.s3_dir is not None:  # the "detailed session summary" of the S3 output
-                    store.atomic_write_json(self.s3_dir / "summary.json",
-                                            {**self.summary(), "FirstDetections": self.first_detections})
-            except OSError:
-                log.exception("could not write the session summary")
-            if _SESSIONS.get(self.name) is self:
-                del _SESSIONS[self.name]
-        with self._sub_lock:
-            self.done.set()
-            subs = list(self.subscribers)
-        for sub in subs:
-            sub.close()
+        """Write the session summaries, then the final status (so whoever sees STOPPED
+        or FAILED finds the summaries written); always end the session for its
+        consumers, even if writing fails."""
+        try:
+            self.ended = time.time()
+            self.status = "FAILED" if self.error else "STOPPED"
+            message = self.status_message()
+            with _LOCK:
+                try:
+                    summary = self.summary()
+                    store.atomic_write_json(_sessions_dir(self.name) / f"{self.session_id}.json", summary)
+                    if self.s3_dir is not None:  # the "detailed session summary" of the S3 output
+                        store.atomic_write_json(self.s3_dir / "summary.json",
+                                                {**summary, "FirstDetections": self.first_detections})
+                except Exception:
+                    log.exception("could not write the session summary")
+                if _def_path(self.name).exists():
+                    d = store.read_json(_def_path(self.name))
+                    if d.get("SessionId") == self.session_id:
+                        _update_def(self.name, Status=self.status, StatusMessage=message)
+        except Exception:
+            log.exception("stream processor %s session %s: finishing failed", self.name, self.session_id)
+        finally:
+            with _LOCK:
+                if _SESSIONS.get(self.name) is self:
+                    del _SESSIONS[self.name]
+            with self._sub_lock:
+                self.done.set()
+                subs = list(self.subscribers)
+            for sub in subs:
+                sub.close()
 
     def summary(self) -> dict:
         return {
@@ -1413,11 +1421,14 @@ class StreamSession:
     ``status_message`` says why).
 
     Each handle has its own bounded queue (``queue_size`` records): when the consumer
-    falls behind, the oldest records are dropped and counted in ``dropped``."""
+    falls behind, the oldest records are dropped and counted in ``dropped``. A handle
+    made without a queue (``proc.session`` on a running session) gets one when its
+    iteration starts, so a handle nobody reads drops (and reports) nothing."""
 
-    def __init__(self, session: _Session, subscriber: _Subscriber, client):
+    def __init__(self, session: _Session, subscriber: _Subscriber | None, client):
         self._session = session
-        self._sub = subscriber
+        self._sub = subscriber  # None: subscribe when iteration starts
+        self._sub_guard = threading.Lock()
         self._client = client
         self.session_id = session.session_id
         self.name = session.name
@@ -1440,7 +1451,7 @@ class StreamSession:
     @property
     def dropped(self) -> int:
         """Records this consumer lost because it read slower than they came."""
-        return self._sub.dropped
+        return self._sub.dropped if self._sub is not None else 0
 
     @property
     def frames_skipped(self) -> int:
@@ -1478,6 +1489,11 @@ class StreamSession:
 
     def close(self) -> None:
         """Stop receiving records (the session goes on; use stop() to end it)."""
+        with self._sub_guard:
+            if self._sub is None:
+                self._sub = _Subscriber()
+                self._sub.close()
+                return
         self._session.unsubscribe(self._sub)
 
     async def aclose(self) -> None:
@@ -1485,19 +1501,30 @@ class StreamSession:
         self.close()
 
     # -- iteration -----------------------------------------------------------------------
+    def _subscriber(self) -> _Subscriber:
+        with self._sub_guard:
+            if self._sub is None:
+                self._sub = self._session.subscribe(_Subscriber())
+            return self._sub
+
     def __iter__(self) -> Iterator[dict]:
+        return self._iter(self._subscriber())  # receives records from this call on
+
+    @staticmethod
+    def _iter(sub: _Subscriber) -> Iterator[dict]:
         while True:
-            item = self._sub.get()
+            item = sub.get()
             if item is _END:
                 return
             yield item
 
     def __aiter__(self):
-        return self._agen()
+        return self._agen(self._subscriber())
 
-    async def _agen(self):
+    @staticmethod
+    async def _agen(sub: _Subscriber):
         while True:
-            item = await self._sub.aget()
+            item = await sub.aget()
             if item is _END:
                 return
             yield item
@@ -1548,11 +1575,11 @@ class StreamProcessor:
 
     @property
     def session(self) -> StreamSession | None:
-        """The running session in this process (a new handle receiving records from
-        now on), else the last one this handle started."""
+        """The running session in this process (a new handle that receives records
+        from when its iteration starts), else the last one this handle started."""
         live = _SESSIONS.get(self.name)
         if live is not None and (self._last is None or self._last.session_id != live.session_id):
-            return StreamSession(live, live.subscribe(_Subscriber()), self._client)
+            return StreamSession(live, None, self._client)
         return self._last
 
     def start(self, start_selector: dict | None = None, stop_selector: dict | None = None, *,
@@ -1601,8 +1628,16 @@ class StreamProcessor:
         return self.start(start_selector, stop_selector, **kwargs).records()
 
     def stop(self, wait: bool = True, timeout: float | None = 30) -> "StreamProcessor":
-        """StopStreamProcessor; with ``wait``, block until the session has ended."""
-        self._client.stop_stream_processor(Name=self.name)
+        """StopStreamProcessor; with ``wait``, block until the session has ended.
+        A processor that is already STOPPED or FAILED (e.g. after ``run()``) has nothing
+        to stop: a no-op here (``client.stop_stream_processor`` raises
+        ResourceInUseException for it, as Rekognition does)."""
+        if self.status not in ("STOPPED", "FAILED"):
+            try:
+                self._client.stop_stream_processor(Name=self.name)
+            except ResourceInUseException:
+                if self.status not in ("STOPPING", "STOPPED", "FAILED"):  # ended meanwhile: fine
+                    raise
         live = _SESSIONS.get(self.name)
         if wait and live is not None:
             live.done.wait(timeout)

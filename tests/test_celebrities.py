@@ -477,3 +477,63 @@ def test_notebook_surface_on_a_still(env, tmp_path):
     assert sorted(df["Name"]) == ["Barack Obama", "Joe Biden"] and set(df["Timestamp"]) == {0}
     assert list(df.columns[:5]) == ["Timestamp", "Id", "Name", "Confidence", "BoundingBox"]
     assert job.request["CelebrityGallery"] == str(env["gallery"].path)
+
+
+# -- review fixes ---------------------------------------------------------------------------
+def test_recognize_celebrities_never_downloads_a_face_pack(shared, tmp_path, monkeypatch):
+    """Without REKOLAB_MODEL_DIR (and a HOME with no ~/.insightface): an empty gallery
+    is refused before any model is loaded, and a gallery with people gets an
+    InternalServerError that says how to install a face pack -- never a download
+    and never a raw exception. A broken pack is an InternalServerError too."""
+    monkeypatch.delenv("REKOLAB_MODEL_DIR", raising=False)
+    monkeypatch.delenv("REKOLAB_FACE_PACK", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    c = rk.client()
+    ok = {"Bytes": image_bytes("faces/obama.jpg")}
+    with pytest.raises(c.exceptions.InvalidParameterException, match="is empty; add people first"):
+        c.recognize_celebrities(Image=ok, CelebrityGallery=str(tmp_path / "no-gallery"))
+    with pytest.raises(c.exceptions.InternalServerError, match="REKOLAB_MODEL_DIR") as e:
+        c.recognize_celebrities(Image=ok, CelebrityGallery=str(shared["gallery"].path))
+    assert e.value.operation_name == "RecognizeCelebrities"
+    assert not (tmp_path / "home" / ".insightface").exists()
+    broken = tmp_path / "packs" / "models" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "det.onnx").write_bytes(b"not an onnx graph")
+    monkeypatch.setenv("REKOLAB_FACE_PACK", str(broken))
+    with pytest.raises(c.exceptions.InternalServerError, match="could not be loaded"):
+        c.recognize_celebrities(Image=ok, CelebrityGallery=str(shared["gallery"].path))
+
+
+def test_recognize_celebrities_takes_file_objects_and_skips_genderage(env, monkeypatch):
+    """Image.Bytes as an open file works (botocore accepts file-like blobs), and the
+    age/gender model is not run: a ComparedFace has no AgeRange or Gender."""
+    from rekolab.analysis import face_attributes
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("RecognizeCelebrities ran the age/gender model")
+
+    monkeypatch.setattr(face_attributes, "_genderage", refuse)
+    with open(need(MEDIA / "faces/obama_and_biden.jpg"), "rb") as f:
+        r = env["client"].recognize_celebrities(Image={"Bytes": f})
+    validate_response("RecognizeCelebrities", r)
+    assert sorted(f["Name"] for f in r["CelebrityFaces"]) == ["Barack Obama", "Joe Biden"]
+    for face in [f["Face"] for f in r["CelebrityFaces"]] + r["UnrecognizedFaces"]:
+        assert {"BoundingBox", "Confidence", "Landmarks", "Pose", "Quality", "Emotions", "Smile"} <= set(face)
+        assert not {"AgeRange", "Gender"} & set(face)
+
+
+def test_start_celebrity_recognition_validates_once(env, tmp_path, monkeypatch):
+    """parse_start validates the request; check_start only adds the gallery checks."""
+    import rekolab.requests as requests
+
+    calls = []
+    real = requests.validate_request
+
+    def counting(operation, params):
+        calls.append(operation)
+        return real(operation, params)
+
+    monkeypatch.setattr(requests, "validate_request", counting)
+    with pytest.raises(rk.errors.RekognitionError, match="missing.mp4"):  # no such video: after validation
+        env["client"].start_celebrity_recognition(Video={"Path": str(tmp_path / "missing.mp4")})
+    assert calls == ["StartCelebrityRecognition"]

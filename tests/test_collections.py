@@ -529,3 +529,62 @@ def test_notebook_collection_handle(models_dir, media):
     cast.delete()
     with pytest.raises(rk.client().exceptions.ResourceNotFoundException):
         rk.Collection("cast")
+
+
+# ------------------------------------------------------------------ review fixes
+
+
+def test_image_bytes_take_what_botocore_takes(client, tmp_path):
+    """Image.Bytes may be bytes, bytearray, an open file or a str (UTF-8, as botocore
+    sends it), for IndexFaces and SearchFacesByImage alike; never a raw TypeError or
+    UnicodeEncodeError."""
+    import io
+
+    client.create_collection(CollectionId="cast")
+    with open(MEDIA / "faces/obama.jpg", "rb") as f:
+        r = client.index_faces(CollectionId="cast", Image={"Bytes": f}, ExternalImageId="obama", MaxFaces=1)
+    validate_response("IndexFaces", r)
+    assert len(r["FaceRecords"]) == 1
+    for blob in (io.BytesIO((MEDIA / "faces/obama2.jpg").read_bytes()),
+                 bytearray((MEDIA / "faces/obama2.jpg").read_bytes())):
+        hit = client.search_faces_by_image(CollectionId="cast", Image={"Bytes": blob})
+        validate_response("SearchFacesByImage", hit)
+        assert [m["Face"]["ExternalImageId"] for m in hit["FaceMatches"]] == ["obama"]
+    for call in (client.index_faces, client.search_faces_by_image):
+        # "\u2603" has no latin-1 form: it must be sent as UTF-8, then refused as not an image.
+        with pytest.raises(client.exceptions.InvalidImageFormatException, match="JPEG or PNG"):
+            call(CollectionId="cast", Image={"Bytes": "snowman \u2603"})
+        big = tmp_path / "big.bin"
+        big.write_bytes(b"\xff\xd8\xff" + b"\0" * (5 * 1024 * 1024))
+        with open(big, "rb") as f, pytest.raises(client.exceptions.ImageTooLargeException, match="5 MB"):
+            call(CollectionId="cast", Image={"Bytes": f})
+        with pytest.raises(rk.ParamValidationError, match="Image.Bytes"):
+            call(CollectionId="cast", Image={"Bytes": 12})
+
+
+def test_list_collections_pages_by_the_last_id(client):
+    """A collection deleted (or created) between two ListCollections pages shifts
+    nothing: the NextToken holds the last id returned, not an offset."""
+    for cid in "abcde":
+        client.create_collection(CollectionId=cid)
+    first = client.list_collections(MaxResults=2)
+    assert first["CollectionIds"] == ["a", "b"]
+    client.delete_collection(CollectionId="a")  # an offset would now skip "c"
+    second = client.list_collections(MaxResults=2, NextToken=first["NextToken"])
+    validate_response("ListCollections", second)
+    assert second["CollectionIds"] == ["c", "d"]
+    client.create_collection(CollectionId="a0")  # sorts before the last id returned: not listed
+    client.create_collection(CollectionId="d1")  # sorts after it: listed next
+    third = client.list_collections(MaxResults=2, NextToken=second["NextToken"])
+    assert third["CollectionIds"] == ["d1", "e"] and "NextToken" not in third
+    # Ids longer than a token can hold are found again by a hash of the whole id.
+    long_ids = ["L" * 100 + str(i) for i in range(3)]
+    for cid in long_ids:
+        client.create_collection(CollectionId=cid)
+    page = client.list_collections(MaxResults=2)
+    assert page["CollectionIds"] == long_ids[:2]
+    validate_response("ListCollections", page)
+    client.delete_collection(CollectionId=long_ids[0])
+    assert client.list_collections(MaxResults=2, NextToken=page["NextToken"])["CollectionIds"] == [long_ids[2], "a0"]
+    with pytest.raises(client.exceptions.InvalidPaginationTokenException):
+        client.list_collections(NextToken=page["NextToken"] + "x")

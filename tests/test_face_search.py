@@ -233,3 +233,26 @@ def test_idempotency_notification_and_failure(models_dir, media):
     page = client.get_face_search(JobId=job.id)
     validate_response("GetFaceSearch", page)
     assert page["JobStatus"] == "FAILED" and "cast" in page["StatusMessage"] and "Persons" not in page
+
+
+def test_start_face_search_validates_once(models_dir, tmp_path, monkeypatch):
+    """parse_start validates the request once; the collection check comes after it."""
+    import rekolab.requests as requests
+
+    client = rk.client()
+    client.create_collection(CollectionId="cast")
+    calls = []
+    real = requests.validate_request
+
+    def counting(operation, params):
+        calls.append(operation)
+        return real(operation, params)
+
+    monkeypatch.setattr(requests, "validate_request", counting)
+    with pytest.raises(rk.errors.RekognitionError, match="missing.mp4"):  # no such video: after validation
+        client.start_face_search(Video={"Path": str(tmp_path / "missing.mp4")}, CollectionId="cast")
+    assert calls == ["StartFaceSearch"]
+    calls.clear()
+    with pytest.raises(client.exceptions.ResourceNotFoundException, match="nobody"):
+        client.start_face_search(Video={"Path": str(tmp_path / "missing.mp4")}, CollectionId="nobody")
+    assert calls == ["StartFaceSearch"]

@@ -310,9 +310,10 @@ def test_connected_home_person_event(models_dir, media, tmp_path):
                                           StopSelector={"MaxDurationInSeconds": 5})
         validate_response("StartStreamProcessor", r)
         proc = rk.StreamProcessor("gym", client)
-        deadline = time.monotonic() + 60
-        while proc.status not in ("STOPPED", "FAILED") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        session = proc.session  # the live session; None only once it has ended (summaries written)
+        if session is not None:
+            assert session.session_id == r["SessionId"]
+            assert session.wait(60).done
     finally:
         stop.set()
         poller.join()
@@ -395,7 +396,7 @@ def test_http_source_is_paced_in_real_time(models_dir, media, tmp_path):
         server.shutdown()
     assert events[0]["labels"][0]["name"] == "PERSON"
     assert events[-1]["eventNamespace"]["type"] == "STREAM_PROCESSING_COMPLETE"
-    assert 1.8 < elapsed < 8  # 2 s of video take about 2 s: real time
+    assert elapsed >= 1.8  # 2 s of video take at least 2 s: paced in real time (no upper bound: busy CI)
     s = proc.session.summary()
     assert s["Realtime"] is True and s["FramesAnalysed"] == 10 and 1900 < s["ProcessedVideoDurationMillis"] <= 2000
 
@@ -531,6 +532,122 @@ def test_source_errors_end_in_failed(obama_collection, tmp_path):
     assert [e["eventNamespace"]["type"] for e in events] == ["STREAM_PROCESSING_COMPLETE"]
     assert events[0]["streamProcessingResults"]["message"].startswith("Stream processing failed")
     assert lab.status == "FAILED" and "cannot open" in lab.status_message
+
+
+def _gray_frames(n: int):
+    gray = np.full((96, 128, 3), 90, np.uint8)
+    return [(gray, 0.2 * i) for i in range(n)]
+
+
+def test_unread_session_handles_drop_nothing(obama_collection, monkeypatch):
+    """`proc.session` from another handle gets its queue when its iteration starts: a
+    handle nobody reads drops nothing, so nothing shows up in RecordsDropped or the
+    StatusMessage; a handle that reads too late drops (and reports) its own."""
+    from rekolab import streaming
+
+    class SmallQueue(streaming._Subscriber):
+        def __init__(self, maxsize=2):
+            super().__init__(maxsize)
+
+    monkeypatch.setattr(streaming, "_Subscriber", SmallQueue)  # a `proc.session` handle buffers 2 records
+    gate = threading.Event()
+
+    def frames():
+        gate.wait(30)
+        yield from _gray_frames(8)
+
+    client = obama_collection
+    proc = rk.create_stream_processor("gated", source=frames(), face_search={"CollectionId": "people"},
+                                      client=client)
+    session = proc.start(realtime=False)  # its own queue of 256 records
+    idle = rk.StreamProcessor("gated", client).session  # never read
+    late = rk.StreamProcessor("gated", client).session
+    reader = iter(late)  # receives from now on, read only after the session ended
+    gate.set()
+    assert len(list(session)) == 8 and session.dropped == 0
+    kept = list(reader)
+    assert len(kept) == 2 and late.dropped == 6 and idle.dropped == 0 and list(idle) == []
+    assert session.summary()["RecordsDropped"] == 6
+    assert "6 records dropped for slow consumers" in proc.describe()["StatusMessage"]
+
+
+def test_summaries_are_written_before_the_final_status(obama_collection, monkeypatch):
+    """Whoever sees STOPPED (or FAILED) finds <sessions>/<SessionId>.json written."""
+    from rekolab import streaming
+
+    seen = []
+    real = streaming._update_def
+
+    def spy(name, **changes):
+        if changes.get("Status") in ("STOPPED", "FAILED"):
+            d = store.read_json(streaming._def_path(name))
+            seen.append((changes["Status"], (streaming._sessions_dir(name) / f"{d['SessionId']}.json").is_file()))
+        return real(name, **changes)
+
+    monkeypatch.setattr(streaming, "_update_def", spy)
+    proc = rk.create_stream_processor("order", source=_gray_frames(2), face_search={"CollectionId": "people"},
+                                      client=obama_collection)
+    session = proc.start(realtime=False)
+    assert len(list(session)) == 2
+    assert seen == [("STOPPED", True)] and proc.status == "STOPPED"
+
+
+def test_a_failure_while_finishing_still_ends_the_session(obama_collection, monkeypatch):
+    """If writing the summary or the final status raises, the session still ends:
+    iteration stops, done is set (no consumer hangs)."""
+    from rekolab import streaming
+
+    def consume(session) -> list:
+        records = []
+        t = threading.Thread(target=lambda: records.extend(session), daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "iterating the session hung"
+        return records
+
+    client = obama_collection
+
+    def no_summary(self):
+        raise RuntimeError("summary broke")
+
+    summary = streaming._Session.summary
+    monkeypatch.setattr(streaming._Session, "summary", no_summary)
+    proc = rk.create_stream_processor("fin1", source=_gray_frames(2), face_search={"CollectionId": "people"},
+                                      client=client)
+    session = proc.start(realtime=False)
+    assert len(consume(session)) == 2 and session.done
+    assert proc.status == "STOPPED"  # the status is still written
+    monkeypatch.setattr(streaming._Session, "summary", summary)
+
+    real = streaming._update_def
+
+    def broken(name, **changes):
+        if changes.get("Status") in ("STOPPED", "FAILED"):
+            raise OSError("disk full")
+        return real(name, **changes)
+
+    monkeypatch.setattr(streaming, "_update_def", broken)
+    proc = rk.create_stream_processor("fin2", source=_gray_frames(2), face_search={"CollectionId": "people"},
+                                      client=client)
+    session = proc.start(realtime=False)
+    assert len(consume(session)) == 2 and session.done and session.status == "STOPPED"
+
+
+def test_stop_after_run_is_a_no_op(obama_collection):
+    """docs/streaming.md: `proc.run(); proc.stop(); proc.delete()`. The notebook handle's
+    stop() has nothing to do on a STOPPED processor; the boto3-shaped call keeps
+    Rekognition's error."""
+    client = obama_collection
+    proc = rk.create_stream_processor("done", source=_gray_frames(2), face_search={"CollectionId": "people"},
+                                      client=client)
+    assert len(proc.run(realtime=False)) == 2
+    assert proc.status == "STOPPED"
+    with pytest.raises(rk.errors.ResourceInUseException, match="Processor not available for stopping stream."):
+        client.stop_stream_processor(Name="done")
+    assert proc.stop() is proc and proc.status == "STOPPED"
+    proc.delete()
+    with pytest.raises(rk.errors.ResourceNotFoundException):
+        client.describe_stream_processor(Name="done")
 
 
 # ==================================================================== lifecycle and validation (no models)

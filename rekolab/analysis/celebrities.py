@@ -32,6 +32,7 @@ appear, as in GetCelebrityRecognition.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -40,7 +41,7 @@ import pyarrow as pa
 from ..celebrities import DEFAULT_MIN_CONFIDENCE, MAX_FACES_PER_IMAGE, Gallery, GalleryMatcher
 from ..models.faces import face_pack, similarity
 from ..results.celebrities import CELEBRITIES_SCHEMA, sort_celebrities
-from ..results.schema import BOUNDING_BOX, FACE_DETAIL_TYPE
+from ..results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS, FACE_DETAIL_TYPE
 from ..video import FrameBatch
 from .face_attributes import BASIC_LANDMARKS, describe_faces
 from .tracking import FaceTracker
@@ -62,7 +63,7 @@ RAW_SCHEMA = pa.schema([
     ("Embedding", pa.list_(pa.float32())),
 ])
 
-_COMPARED_FACE_KEYS = ("BoundingBox", "Confidence", "Landmarks", "Pose", "Quality", "Emotions", "Smile")
+_COMPARED_FACE_KEYS = DEFAULT_FACE_KEYS + ("Emotions", "Smile")  # ComparedFace members rekolab fills
 
 
 class CelebrityRecognitionAnalyzer:
@@ -207,7 +208,9 @@ def recognize_image(img_bgr: np.ndarray, pack, matcher: GalleryMatcher, min_conf
         return {"CelebrityFaces": [], "UnrecognizedFaces": []}
     emb = pack.embed(img_bgr, kps)
     cos = matcher.cosines(emb)  # (N, P)
-    details = describe_faces(img_bgr, boxes, kps, scores, pack.attributes, "ALL")
+    # ComparedFace has Emotions and Smile (ALL) but no AgeRange or Gender: skip genderage.
+    attributes = dataclasses.replace(pack.attributes, genderage=None)
+    details = describe_faces(img_bgr, boxes, kps, scores, attributes, "ALL")
     pairs = sorted(((float(cos[i, p]), i, p) for i in range(len(boxes)) for p in range(cos.shape[1])
                     if similarity(cos[i, p]) >= min_confidence), key=lambda c: (-c[0], c[1], c[2]))
     named: dict[int, tuple[int, float]] = {}

@@ -1,0 +1,143 @@
+"""Rekognition's image input, shared by IndexFaces, SearchFacesByImage and
+RecognizeCelebrities: ``Image`` is ``{"Bytes": ...}`` or ``{"S3Object": {Bucket,
+Name}}``, with the service's limits: ``Image.Bytes`` at most 5 MB, an S3 object at
+most 15 MB, JPEG or PNG only, at least 80 x 80 pixels.
+
+``Image.Bytes`` takes what botocore takes for a blob: ``bytes``, ``bytearray``, a
+file-like object (read once, from its current position) or ``str`` (sent as UTF-8).
+:func:`normalize_image_request` turns it into ``bytes`` once, before the request is
+validated. ``S3Object`` is read from a configured local bucket root (the same
+safety rules as videos), or through the S3 fetcher for other buckets.
+
+Nothing heavy is imported at module level (OpenCV only when decoding).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import (ImageTooLargeException, InvalidImageFormatException, InvalidParameterException,
+                     InvalidS3ObjectException)
+
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "MAX_S3_IMAGE_BYTES",
+    "MIN_IMAGE_PIXELS",
+    "normalize_image_request",
+    "read_image",
+    "image_kind",
+    "decode_image",
+    "load_image",
+]
+
+MAX_IMAGE_BYTES = 5 * 1024 * 1024        # Image.Bytes
+MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024    # Image.S3Object
+MIN_IMAGE_PIXELS = 80                    # minimum image height and width
+
+
+def normalize_image_request(params: dict, operation: str) -> dict:
+    """``params`` with ``Image.Bytes`` as ``bytes`` (a new dict; ``params`` is not changed).
+
+    Converts as botocore does: ``bytearray`` -> ``bytes``, a file-like object -> what
+    its ``read()`` returns, ``str`` -> its UTF-8 bytes. Anything else is left for the
+    validator to refuse. Raises ``ImageTooLargeException`` over 5 MB (checked here,
+    before botocore's length rule would call it an invalid parameter)."""
+    image = params.get("Image")
+    if not isinstance(image, dict) or "Bytes" not in image:
+        return params
+    data = image["Bytes"]
+    if not isinstance(data, (bytes, bytearray, str)) and hasattr(data, "read"):
+        data = data.read()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    elif isinstance(data, bytearray):
+        data = bytes(data)
+    if isinstance(data, bytes) and len(data) > MAX_IMAGE_BYTES:
+        raise ImageTooLargeException(
+            f"Image size is too large: Image.Bytes is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} "
+            "bytes (5 MB). Pass a larger file as Image.S3Object (up to 15 MB) or downscale it", operation)
+    return dict(params, Image=dict(image, Bytes=data))
+
+
+def read_image(image: dict, buckets: dict[str, str], operation: str | None = None) -> bytes:
+    """The encoded bytes of a validated (and normalised) ``Image`` member."""
+    op = operation or "rekolab"
+    if not isinstance(image, dict) or ("Bytes" in image) == ("S3Object" in image):
+        both = isinstance(image, dict) and "Bytes" in image
+        raise InvalidParameterException(
+            "Image must have exactly one of Bytes or S3Object" + (", not both" if both else " {Bucket, Name}"), op)
+    if "Bytes" in image:
+        data = image["Bytes"]
+        if not data:
+            raise InvalidParameterException("Image.Bytes is empty; give the bytes of a JPEG or PNG file", op)
+        return bytes(data)
+    return _read_s3_image(image["S3Object"], buckets, op)
+
+
+def _read_s3_image(s3: dict, buckets: dict[str, str], op: str) -> bytes:
+    from .video.source import _fetch_s3, _inside_root
+
+    bucket, name, version = s3.get("Bucket"), s3.get("Name"), s3.get("Version")
+    if not bucket or not name:
+        raise InvalidParameterException("Image.S3Object needs Bucket and Name", op)
+    if bucket in buckets:
+        if version is not None:
+            raise InvalidParameterException(
+                f"S3Object.Version is not supported for the local bucket {bucket!r}: local bucket roots keep "
+                "one version of each object; drop Version", op)
+        path = _inside_root(Path(buckets[bucket]), name, bucket)
+    else:
+        path = _fetch_s3(bucket, name, version)
+    if not path.is_file():
+        raise InvalidS3ObjectException(
+            f"Unable to get object metadata from S3: {bucket}/{name} does not exist ({path})", op)
+    size = path.stat().st_size
+    if size > MAX_S3_IMAGE_BYTES:
+        raise ImageTooLargeException(
+            f"Image size is too large: {bucket}/{name} is {size} bytes; the maximum from S3 is "
+            f"{MAX_S3_IMAGE_BYTES} bytes (15 MB)", op)
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise InvalidS3ObjectException(f"{bucket}/{name} is not readable (permission denied on {path})", op) from None
+
+
+def image_kind(data: bytes) -> str | None:
+    """``"jpg"``, ``"png"`` or None, from the file's signature."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    return None
+
+
+def decode_image(data: bytes, source: str = "the image", operation: str | None = None) -> np.ndarray:
+    """BGR uint8 image from encoded bytes (any format OpenCV reads), or
+    ``InvalidImageFormatException``."""
+    from .models import require
+
+    cv2 = require("cv2", "video")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None or img.size == 0:
+        raise InvalidImageFormatException(
+            f"Request has invalid image format: {source} could not be decoded as an image "
+            "(truncated or corrupt? give a JPEG or PNG file)", operation or "rekolab")
+    return img
+
+
+def load_image(image: dict, buckets: dict[str, str], operation: str | None = None) -> tuple[np.ndarray, str]:
+    """A validated ``Image`` member -> (BGR uint8 array, sha256 of the file bytes):
+    JPEG or PNG only, at least 80 x 80 pixels, as Rekognition."""
+    op = operation or "rekolab"
+    data = read_image(image, buckets, op)
+    if image_kind(data) is None:
+        raise InvalidImageFormatException(
+            "Request has invalid image format: the image must be a JPEG or PNG file (save it as PNG or JPEG)", op)
+    bgr = decode_image(data, "the JPEG/PNG data", op)
+    h, w = bgr.shape[:2]
+    if h < MIN_IMAGE_PIXELS or w < MIN_IMAGE_PIXELS:
+        raise InvalidParameterException(
+            f"The image is {w}x{h} pixels; height and width must be at least {MIN_IMAGE_PIXELS} pixels", op)
+    return bgr, hashlib.sha256(data).hexdigest()
