@@ -132,10 +132,17 @@ class Job:
     # -- notebook views and dataset exports (rekolab.widgets, rekolab.export) --------
     def view(self):
         """A :class:`rekolab.widgets.JobView`: the results as flat detections (one
-        row per box: Timestamp, Lane, Category, Confidence, box) and binned lanes."""
-        from .widgets.detections import JobView
+        row per box: Timestamp, Lane, Category, Confidence, box) and binned lanes.
 
-        return JobView.from_job(self)
+        Built once per handle (the results of a SUCCEEDED job never change), so
+        plot(), timeline() and the exports share its face tracks, lanes and open
+        video; a job that has not SUCCEEDED raises and caches nothing."""
+        view = getattr(self, "_view", None)
+        if view is None:
+            from .widgets.detections import JobView
+
+            view = self._view = JobView.from_job(self)
+        return view
 
     def timeline(self, **kwargs):
         """An ipywidgets timeline: one lane per face track / label / celebrity /

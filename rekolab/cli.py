@@ -10,7 +10,7 @@
     rekolab celebrities VIDEO|FOLDER [--gallery DIR] [--min-confidence 50]
     rekolab search VIDEO|FOLDER --collection cast [--threshold 80]
 
-(each job command exists when its operation is installed: ``rekolab --help``).
+(``rekolab COMMAND --help`` shows a command's options).
 
 A FOLDER runs one job per video file in it (sorted by name); ``-o`` is then a
 folder that receives ``<video stem>.parquet`` (or ``.jsonl`` with ``--format jsonl``).
@@ -131,7 +131,7 @@ def _search_start(rk, args, video):
     return rk.start_face_search(video, args.collection, args.threshold, sample_rate=args.sample_rate)
 
 
-#: command -> (help, notebook verb that must exist in rekolab, add-arguments, start, summary)
+#: command -> (help, the notebook verb it runs, add-arguments, start, summary)
 OPERATIONS: dict[str, tuple] = {
     "faces": ("detect faces in a video (StartFaceDetection)", "start_face_detection",
               _faces_args, _faces_start, lambda job: _summary(job.to_pandas())),
@@ -198,7 +198,13 @@ def _run_operation(args, command: str) -> int:
         except ImportError as e:
             _err(str(e))
             return 1
-        job.wait(progress=not args.quiet)
+        try:
+            job.wait(progress=not args.quiet)
+        except KeyboardInterrupt:
+            # The job runs in this process: exiting stops it, and it reads FAILED
+            # ("Job interrupted ...") with no partial results.
+            _err(f"{video}: interrupted; job {job.id} stops with this process and will read FAILED")
+            raise
         if job.status != "SUCCEEDED":
             _err(f"job {job.id} FAILED: {job.status_message}")
             failed += 1
@@ -372,10 +378,7 @@ def _parser(available: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import rekolab as rk
-
-    available = [c for c, spec in OPERATIONS.items() if hasattr(rk, spec[1])]
-    args = _parser(available).parse_args(argv)
+    args = _parser(list(OPERATIONS)).parse_args(argv)
     try:
         if args.command in OPERATIONS:
             return _run_operation(args, args.command)
@@ -384,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(e))
         return 2
     except KeyboardInterrupt:
-        _err("interrupted")
+        _err("interrupted (Ctrl-C)")
         return 130
 
 

@@ -41,8 +41,6 @@ GET_LIST_KEYS = {
     "StartLabelDetection": ("get_label_detection", "Labels"),
     "StartCelebrityRecognition": ("get_celebrity_recognition", "Celebrities"),
     "StartFaceSearch": ("get_face_search", "Persons"),
-    "StartPersonTracking": ("get_person_tracking", "Persons"),
-    "StartContentModeration": ("get_content_moderation", "ModerationLabels"),
 }
 
 
@@ -57,7 +55,7 @@ def _view(obj):
 
     if isinstance(obj, JobView):
         return obj
-    return JobView.from_job(_job(obj))
+    return _job(obj).view()  # built once per Job handle
 
 
 def _progress(iterable, total: int, desc: str, progress: bool):
@@ -124,14 +122,18 @@ def _frame_plan(view, frames: str, min_confidence: float) -> list[tuple[int, int
     det = view.detections
     ts = det.column("Timestamp").to_numpy()
     if frames == "sampled":
-        if view.video_path is None or not view.video_path.is_file():
+        source = view.source
+        if source is None:
             raise FileNotFoundError(
-                f"frames='sampled' needs the video ({view.video_path or view.video_name}); "
-                "pass frames='detections' to export only frames with results")
-        from .video import DEFAULT_SAMPLE_RATE, plan
+                f"frames='sampled' needs the video ({view.video_path or view.video_name}: "
+                f"{view._source_error}); pass frames='detections' to export only frames with results")
+        from .video import DEFAULT_SAMPLE_RATE, sample_indices
 
-        p = plan(view.video_path, float(view.request.get("SampleRate") or DEFAULT_SAMPLE_RATE))
-        return list(zip(p.indices.tolist(), p.timestamps_ms.tolist()))
+        # The job's decode plan (video.decode.plan: same frame times, same sampling),
+        # from the view's already-open video instead of opening it again.
+        rate = float(view.request.get("SampleRate") or DEFAULT_SAMPLE_RATE)
+        idx = sample_indices(source.timestamps_ms / 1000.0, rate)
+        return list(zip(idx.tolist(), source.timestamps_ms[idx].tolist()))
     if frames != "detections":
         raise ValueError("frames must be 'sampled' or 'detections'")
     conf = np.nan_to_num(det.column("Confidence").to_numpy(zero_copy_only=False), nan=0.0)

@@ -22,6 +22,8 @@ os.environ["HOME"] = str(_SCRATCH / "home")
 os.environ["XDG_CACHE_HOME"] = str(_SCRATCH / "cache")
 os.environ["MPLCONFIGDIR"] = str(_SCRATCH / "matplotlib")
 os.environ["REKOLAB_OFFLINE"] = "1"
+for _name in ("home", "cache", "matplotlib"):
+    (_SCRATCH / _name).mkdir()
 SHARED = Path(os.environ.get("REKOLAB_SHARED", REPO.parent / "shared")).resolve()
 MEDIA = SHARED / "media"
 MODELS = SHARED / "models"

@@ -182,3 +182,41 @@ def test_labels_celebrities_and_search_commands(tmp_path, models_dir, capsys):
                          "-o", tmp_path / "celebs.parquet")
     assert code == 0, err
     assert "Barack Obama" in out and pq.read_table(tmp_path / "celebs.parquet").num_rows == 1
+
+
+def test_ctrl_c_during_a_job_exits_130_promptly(tmp_path, models_dir):
+    """SIGINT while a job runs: exit code 130 within seconds (the job stops instead
+    of running to its end) and a message naming the job, which reads FAILED."""
+    import glob
+    import os
+    import signal
+    import time
+
+    video = MEDIA / "video/slow_traffic_small.mp4"
+    if not video.exists():
+        pytest.skip(f"needs {video}")
+    home = tmp_path / "home"
+    env = {**os.environ, "REKOLAB_HOME": str(home), "REKOLAB_MODEL_DIR": str(models_dir)}
+    # Every frame of a 30 s clip: ~17 s of work on an idle 2-core machine.
+    p = subprocess.Popen([sys.executable, "-m", "rekolab.cli", "faces", str(video), "--sample-rate", "30", "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not glob.glob(str(home / "jobs" / "*" / "job.json")) and p.poll() is None:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        time.sleep(1.0)  # into the decode/analysis loop
+        sent = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
+    job_id = err.split("job ")[1].split()[0]
+    assert took < 10, took
+    record = json.loads((home / "jobs" / job_id / "job.json").read_text())
+    assert record["status"] == "FAILED" and "interrupted" in record["status_message"], record
+    assert not list((home / "jobs" / job_id).glob("*.parquet*"))

@@ -181,3 +181,58 @@ def test_min_confidence_filters_exports(job, tmp_path):
     top = float(job.to_pandas()["Confidence"].max())
     doc = json.loads(job.to_coco(tmp_path / "c", images=False, min_confidence=top + 0.01).read_text())
     assert doc["annotations"] == [] and len(doc["images"]) == 4
+
+
+def test_get_list_keys_name_real_get_operations():
+    """Every job type has its Get* client method and result list key (jsonl, `show --items`)."""
+    from rekolab.analysis import _ANALYZERS
+    from rekolab.requests import service_model
+
+    client = rk.client()
+    assert set(export.GET_LIST_KEYS) == set(_ANALYZERS)
+    for start, (method, key) in export.GET_LIST_KEYS.items():
+        assert callable(getattr(client, method, None)), method
+        op = service_model().operation_model(start.replace("Start", "Get", 1))
+        assert key in op.output_shape.members, (start, key)
+
+
+def test_views_and_exports_share_one_view_per_job(job, tmp_path, monkeypatch):
+    """job.view() is built once per Job handle: plot, timeline and every export reuse
+    its detections (face tracks) and its open video; nothing decodes frame times again."""
+    import importlib
+
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("ipywidgets")
+    from rekolab.video.decode import _import_decord
+    detections_module = importlib.import_module("rekolab.widgets.detections")
+
+    counts = {"detections": 0, "readers": 0}
+    real_detections, decord = detections_module.detections, _import_decord()
+    real_reader = decord.VideoReader
+
+    def counting_detections(*args, **kwargs):
+        counts["detections"] += 1
+        return real_detections(*args, **kwargs)
+
+    def counting_reader(*args, **kwargs):
+        counts["readers"] += 1
+        return real_reader(*args, **kwargs)
+
+    monkeypatch.setattr(detections_module, "detections", counting_detections)
+    monkeypatch.setattr(decord, "VideoReader", counting_reader)
+    view = job.view()
+    assert job.view() is view and job.timeline().view is view
+    job.plot()
+    job.to_coco(tmp_path / "coco", progress=False)
+    export.to_coco(job, tmp_path / "coco2", frames="detections", progress=False)
+    job.to_fiftyone(tmp_path / "fo", progress=False)
+    job.extract_frames(tmp_path / "frames", progress=False)
+    job.extract_frames(tmp_path / "crops", crops=True, progress=False)
+    assert counts == {"detections": 1, "readers": 1}
+    # The sampled frames still are the job's decode plan.
+    from rekolab.video import plan
+
+    p = plan(view.video_path, 5)
+    doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert [(i["frame_number"], i["timestamp_ms"]) for i in doc["images"]] == \
+        list(zip(p.indices.tolist(), p.timestamps_ms.tolist()))

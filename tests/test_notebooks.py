@@ -4,6 +4,7 @@ prints, a PNG figure, widget views and the files it wrote."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,16 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 
 def execute(name: str, tmp_path: Path, monkeypatch, timeout: int = 240) -> nbformat.NotebookNode:
     """Run notebooks/<name> in a fresh python3 kernel, in the notebooks folder, with
-    outputs (and the rekolab home, already a tmp folder here) under tmp_path."""
+    outputs (and the rekolab home, already a tmp folder here) under tmp_path. The
+    kernel is another process: its environment is given explicitly, offline
+    (REKOLAB_OFFLINE=1: label detection never tries a CLIP download)."""
     path = NOTEBOOKS / name
     assert path.exists(), f"missing notebook {path}"
     monkeypatch.setenv("REKOLAB_NOTEBOOK_OUT", str(tmp_path / "out"))
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute()
+    client.execute(env={**os.environ, "REKOLAB_OFFLINE": "1"})
     return nb
 
 
@@ -85,7 +88,7 @@ def test_dataset_export(tmp_path, monkeypatch, models_dir, media):
     assert not list(outputs(nb, "error"))
 
 
-def test_labels(tmp_path, monkeypatch, models_dir, media):
+def test_labels(tmp_path, monkeypatch, models_dir, media, rekolab_home):
     if not (models_dir / "coco_detection" / "yolox_nano.onnx").exists():
         pytest.skip("needs the YOLOX weights")
     nb = execute("labels.ipynb", tmp_path, monkeypatch)
@@ -94,6 +97,10 @@ def test_labels(tmp_path, monkeypatch, models_dir, media):
     assert "Person" in s["labels"] and set(s["lanes"]) == set(s["labels"]) and s["lanes"][0] == "Person"
     assert s["rows"] >= 10 and s["boxes"] >= 10 and s["segments"] >= len(s["labels"])
     assert "DETECTOR" in s["models"]
+    # The kernel ran offline: CLIP ran from local weights or was skipped without a download.
+    (record,) = [json.loads(p.read_text()) for p in (rekolab_home / "jobs").glob("*/job.json")]
+    clip = record["models"]["Clip"]
+    assert clip["Ran"] or "offline" in clip["Reason"], clip
     assert "image/png" in mimes(cell_with(nb, "fig = job.plot()"))
     assert WIDGET in mimes(cell_with(nb, "tl = job.timeline()"))
     assert not list(outputs(nb, "error"))

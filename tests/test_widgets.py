@@ -272,6 +272,58 @@ def test_frame_source_maps_timestamps_to_the_analysed_frame(tmp_path):
     assert [i for i, _ in src.frames([7, 3, 3])] == [3, 7]
 
 
+def test_frame_source_uses_exact_pts_late_in_a_long_video(tmp_path):
+    """Frame times are the decode plan's integer PTS, not decord's float32 seconds.
+    Near 5.9 h float32 steps are ~2 ms: frame 3 of this variable-rate clip (PTS
+    637201148 / 30000 s = 21240038.27 ms) reads 21240040 ms from decord, so a
+    float-based viewer showed frame 2 for the job's Timestamp 21240038."""
+    import av
+    from fractions import Fraction
+
+    from rekolab.testing import _number_pattern
+    from rekolab.video import plan
+    from rekolab.widgets.frames import FrameSource
+
+    path = tmp_path / "vfr.mp4"
+    tb = Fraction(1, 30000)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        s.codec_context.time_base = s.time_base = tb
+        for i, pts in enumerate([0, 1001, 637200147, 637201148]):
+            frame = av.VideoFrame.from_ndarray(_number_pattern(i, 320, 240), format="rgb24")
+            frame.pts, frame.time_base = pts, tb
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    src = FrameSource(path)
+    assert src.timestamps_ms.tolist() == [0, 33, 21240004, 21240038]
+    p = plan(path, 30)
+    assert 3 in p.indices.tolist()
+    assert src.timestamps_ms[p.indices].tolist() == p.timestamps_ms.tolist()  # the job's Timestamps
+    for index, ts in zip(p.indices, p.timestamps_ms):
+        assert src.index_at(int(ts)) == index
+        assert read_frame_number(src.frame(int(ts))) == index
+    assert src.index_at(21240037) == 2
+
+
+def test_frame_source_skips_decord_cuda_preload(tmp_path):
+    """FrameSource imports decord the way the decode plan does: without decord2's
+    preload of every pip CUDA library (~600 MB of RSS on a CPU-only machine)."""
+    import subprocess
+    import sys
+
+    video = numbered_video(tmp_path / "n.mp4", frames=5)
+    # Peak RSS of the new process (VmHWM; ru_maxrss would carry pytest's across exec).
+    code = ("from pathlib import Path; from rekolab.widgets.frames import FrameSource; "
+            f"FrameSource({str(video)!r}).frame(0); "
+            "print([l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')][0])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[-2]) / 1024 < 350  # MB; ~110 here, ~700 with the preload
+
+
 # -- live view -------------------------------------------------------------------------
 def _kinesis_record(t: float, faces: list[tuple[str | None, float]]) -> dict:
     out = []

@@ -1,9 +1,11 @@
 """Frames at result timestamps, and boxes drawn on them.
 
 :class:`FrameSource` opens a video once (decord) and maps a result ``Timestamp``
-back to its frame: the frame whose presentation time, in ms rounded down as the
-jobs compute it, is the last one at or before the timestamp. So the frame a
-viewer shows for a result is the exact frame that was analysed.
+back to its frame: the last frame whose presentation time (PTS), in ms rounded
+down, is at or before the timestamp. Frame times come from the same function the
+jobs' decode plan uses (``rekolab.video.decode._exact_frame_ms``: the packets'
+integer PTS, not decord's float32 seconds), so the frame a viewer shows for a
+result is the exact frame that was analysed, at any point of a 6-hour video.
 """
 from __future__ import annotations
 
@@ -22,14 +24,16 @@ class FrameSource:
     """Random access to a video's frames by timestamp or frame number."""
 
     def __init__(self, path: str | Path, cache_size: int = 8):
-        from ..models import require
+        # The decode plan's own helpers: one source of truth for frame times, and
+        # decord imported without decord2's CUDA-library preload.
+        from ..video.decode import _exact_frame_ms, _import_decord
 
-        decord = require("decord", "video")
+        decord = _import_decord()
         self.path = Path(path)
         self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
-        starts = self._reader.get_frame_timestamp(np.arange(len(self._reader)))[:, 0]
-        # Same rounding as the decode plan: PTS in ms, rounded down.
-        self.timestamps_ms = np.floor(starts * 1000.0 + 1e-6).astype(np.int64)
+        starts = self._reader.get_frame_timestamp(np.arange(len(self._reader)))[:, 0].astype(np.float64)
+        # Exactly the decode plan's timestamps: integer PTS in ms, rounded down.
+        self.timestamps_ms = _exact_frame_ms(self.path, starts)
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
