@@ -11,6 +11,8 @@ rate, time base ``1/fps_den``-exact), so tests can assert decoding exactly:
   of a photo, for face-count tests).
 * :func:`looped_video` — a real clip repeated ``times`` times (a long clip for
   benchmarks with the same content statistics).
+* :func:`truncated_video` — a real clip remuxed with its index (moov) first and
+  its data cut short: the container promises frames the file no longer has.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Iterable
 import numpy as np
 
 __all__ = ["write_video", "numbered_video", "read_frame_number", "still_video", "looped_video",
+           "truncated_video",
            "validate_response"]
 
 _BITS = 16
@@ -108,6 +111,26 @@ def looped_video(source: str | Path, path: str | Path, times: int) -> Path:
     with av.open(str(source)) as c:
         rate = c.streams.video[0].average_rate or 25
     return write_video(path, frames(), rate, crf=23)
+
+
+def truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> Path:
+    """``source``'s video stream remuxed with ``movflags=faststart`` (index first),
+    then cut to ``keep`` of its bytes: an over-reported frame count, as in decord#373."""
+    import av
+
+    path = Path(path)
+    full = path.with_name(path.stem + ".full" + path.suffix)
+    with av.open(str(source)) as src, av.open(str(full), "w", options={"movflags": "faststart"}) as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
 
 
 def validate_response(operation: str, response: dict) -> None:

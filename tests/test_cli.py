@@ -118,19 +118,9 @@ def test_jobs_show_export_plot(obama, tmp_path, capsys):
 
 
 def test_export_of_a_failed_job_exits_1(tmp_path, models_dir, capsys):
-    import av
+    from rekolab.testing import truncated_video
 
-    src = MEDIA / "video/slow_traffic_small.mp4"
-    fast = tmp_path / "fast.mp4"
-    with av.open(str(src)) as i, av.open(str(fast), "w", options={"movflags": "faststart"}) as o:
-        s = i.streams.video[0]
-        out = o.add_stream_from_template(s)
-        for pkt in i.demux(s):
-            if pkt.dts is not None:
-                pkt.stream = out
-                o.mux(pkt)
-    data = fast.read_bytes()
-    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    truncated_video(MEDIA / "video/slow_traffic_small.mp4", tmp_path / "cut.mp4")
     code, _, err = run(capsys, "faces", tmp_path / "cut.mp4", "-q")
     assert code == 1 and "FAILED: Video decoding failed" in err
     job_id = err.split("job ")[1].split()[0]

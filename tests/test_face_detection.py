@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 import rekolab as rk
-from rekolab.testing import numbered_video, still_video, validate_response
+from rekolab.testing import numbered_video, still_video, truncated_video, validate_response
 
 from conftest import MEDIA, REPO
 
@@ -262,18 +262,7 @@ def test_pagination_tokens(client, tmp_path, monkeypatch):
 
 def test_failed_job_truncated_mid_way(client, tmp_path):
     """moov first, mdat cut in half: the index over-reports frames; the job FAILS, never hangs."""
-    import av
-    src = MEDIA / "video/slow_traffic_small.mp4"
-    fast = tmp_path / "fast.mp4"
-    with av.open(str(src)) as i, av.open(str(fast), "w", options={"movflags": "faststart"}) as o:
-        s = i.streams.video[0]
-        out = o.add_stream_from_template(s)
-        for pkt in i.demux(s):
-            if pkt.dts is not None:
-                pkt.stream = out
-                o.mux(pkt)
-    data = fast.read_bytes()
-    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    truncated_video(MEDIA / "video/slow_traffic_small.mp4", tmp_path / "cut.mp4")
     job = rk.start_face_detection(tmp_path / "cut.mp4", client=client)
     record = client.jobs.wait(job.id, timeout=300)
     assert record.status == "FAILED"
