@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 
 __all__ = ["write_video", "numbered_video", "read_frame_number", "still_video", "looped_video",
-           "truncated_video",
+           "truncated_video", "all_pages",
            "validate_response"]
 
 _BITS = 16
@@ -131,6 +131,22 @@ def truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> 
     full.unlink()
     path.write_bytes(data[: int(len(data) * keep)])
     return path
+
+
+def all_pages(get, operation: str, **kwargs) -> list[dict]:
+    """Every page of a paginated Get* call, following NextToken, each page checked
+    with :func:`validate_response` (botocore has no paginators for these)::
+
+        pages = all_pages(client.get_face_detection, "GetFaceDetection", JobId=job_id)
+    """
+    pages, token = [], None
+    while True:
+        page = get(**kwargs, **({"NextToken": token} if token else {}))
+        validate_response(operation, page)
+        pages.append(page)
+        token = page.get("NextToken")
+        if not token:
+            return pages
 
 
 def validate_response(operation: str, response: dict) -> None:

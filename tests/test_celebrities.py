@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import rekolab as rk
+from rekolab import testing
 from rekolab.celebrities import Gallery, celebrity_id
 from rekolab.errors import ParamValidationError
 from rekolab.models.faces import face_pack
@@ -356,14 +357,7 @@ def test_get_celebrity_info(env):
 
 # -- StartCelebrityRecognition / GetCelebrityRecognition ----------------------------------------
 def all_pages(client, job_id, **kw) -> list[dict]:
-    pages, token = [], None
-    while True:
-        page = client.get_celebrity_recognition(JobId=job_id, **kw, **({"NextToken": token} if token else {}))
-        validate_response("GetCelebrityRecognition", page)
-        pages.append(page)
-        token = page.get("NextToken")
-        if not token:
-            return pages
+    return testing.all_pages(client.get_celebrity_recognition, "GetCelebrityRecognition", JobId=job_id, **kw)
 
 
 def test_hamilton_names_lin_manuel_miranda_and_obama(env):

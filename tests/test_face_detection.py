@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 import rekolab as rk
-from rekolab.testing import numbered_video, still_video, truncated_video, validate_response
+from rekolab.testing import all_pages, numbered_video, still_video, truncated_video, validate_response
 
 from conftest import MEDIA, REPO
 
@@ -44,20 +44,6 @@ def hamilton_all(tmp_path_factory):
         yield c, job, os.environ["REKOLAB_HOME"]
     finally:
         mp.undo()
-
-
-def all_pages(client, job_id, max_results):
-    pages, token = [], None
-    while True:
-        kw = {"JobId": job_id, "MaxResults": max_results}
-        if token:
-            kw["NextToken"] = token
-        page = client.get_face_detection(**kw)
-        validate_response("GetFaceDetection", page)
-        pages.append(page)
-        token = page.get("NextToken")
-        if not token:
-            return pages
 
 
 def test_hamilton_faces_at_the_right_times(hamilton_all, monkeypatch):
@@ -105,7 +91,7 @@ def test_pages_concatenate_to_the_dataframe(hamilton_all, monkeypatch):
     monkeypatch.setenv("REKOLAB_HOME", home)
     df = job.to_pandas()
     assert all(isinstance(t, __import__("pandas").ArrowDtype) for t in df.dtypes)
-    pages = all_pages(client, job.id, 7)
+    pages = all_pages(client.get_face_detection, "GetFaceDetection", JobId=job.id, MaxResults=7)
     assert len(pages) == -(-len(df) // 7) and all("VideoMetadata" in p for p in pages)
     items = [item for p in pages for item in p["Faces"]]
     assert len(items) == len(df)

@@ -10,6 +10,7 @@ from collections import defaultdict
 import pytest
 
 import rekolab as rk
+from rekolab import testing
 from rekolab.testing import validate_response
 
 from conftest import MEDIA, REPO
@@ -61,16 +62,11 @@ def home(hamilton, monkeypatch):
 
 
 def all_pages(client, job_id, **kwargs):
-    items, token, pages = [], None, 0
-    while True:
-        page = client.get_face_search(JobId=job_id, **kwargs, **({"NextToken": token} if token else {}))
-        validate_response("GetFaceSearch", page)
+    """All Persons of a finished face search, and how many pages carried them."""
+    pages = testing.all_pages(client.get_face_search, "GetFaceSearch", JobId=job_id, **kwargs)
+    for page in pages:
         assert "VideoMetadata" in page and page["JobStatus"] == "SUCCEEDED"
-        items += page["Persons"]
-        pages += 1
-        token = page.get("NextToken")
-        if not token:
-            return items, pages
+    return [item for page in pages for item in page["Persons"]], len(pages)
 
 
 def names(item) -> list[str]:

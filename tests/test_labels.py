@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 
 import rekolab as rk
+from rekolab import testing
 from rekolab.analysis import labels as L
 from rekolab.results.labels import LABELS_SCHEMA, label_detection_items, label_segments, sort_labels
 from rekolab.testing import still_video, validate_response
@@ -172,14 +173,7 @@ def traffic(tmp_path_factory):
 
 
 def all_pages(client, job_id, **kw) -> list[dict]:
-    pages, token = [], None
-    while True:
-        page = client.get_label_detection(JobId=job_id, **kw, **({"NextToken": token} if token else {}))
-        validate_response("GetLabelDetection", page)
-        pages.append(page)
-        token = page.get("NextToken")
-        if not token:
-            return pages
+    return testing.all_pages(client.get_label_detection, "GetLabelDetection", JobId=job_id, **kw)
 
 
 def test_traffic_cars_through_the_clip(traffic, monkeypatch):
