@@ -5,6 +5,7 @@ absent; CI has ../shared beside the checkout.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -34,6 +35,26 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the shared test media/models are not beside this checkout)")
     return path
+
+
+@contextlib.contextmanager
+def module_env(tmp_path_factory, name: str = "home", **env: str | None):
+    """For module-scoped fixtures (which cannot use ``monkeypatch``): a fresh rekolab
+    home and the shared weights as REKOLAB_MODEL_DIR until the block ends. ``env``
+    sets more variables; ``None`` removes one. Yields the home folder."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp(name)
+    mp.setenv("REKOLAB_HOME", str(home))
+    mp.setenv("REKOLAB_MODEL_DIR", str(MODELS))
+    for key, value in env.items():
+        if value is None:
+            mp.delenv(key, raising=False)
+        else:
+            mp.setenv(key, value)
+    try:
+        yield home
+    finally:
+        mp.undo()
 
 
 @pytest.fixture

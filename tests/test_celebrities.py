@@ -26,7 +26,7 @@ from rekolab.errors import ParamValidationError
 from rekolab.models.faces import face_pack
 from rekolab.testing import still_video, validate_response
 
-from conftest import MEDIA, MODELS, need
+from conftest import MEDIA, MODELS, need, module_env
 
 HAMILTON = MEDIA / "video" / "short_hamilton_clip.mp4"
 DEFAULT_KEYS = {"BoundingBox", "Confidence", "Landmarks", "Pose", "Quality"}
@@ -60,19 +60,13 @@ def shared(tmp_path_factory):
     read-only tests of this module."""
     need(HAMILTON)
     need(MODELS / "insightface" / "models")
-    mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("celeb-home")
-    mp.setenv("REKOLAB_HOME", str(home))
-    mp.setenv("REKOLAB_MODEL_DIR", str(MODELS))
-    try:
+    with module_env(tmp_path_factory, "celeb-home") as home:
         g = build(home / "celebrities")
         c = rk.client(buckets={"media": str(MEDIA)})
         r = c.start_celebrity_recognition(Video={"S3Object": {"Bucket": "media", "Name": "video/" + HAMILTON.name}},
                                           JobTag="hamilton")
         job = rk.Job(r["JobId"], c).wait(progress=False)
         yield {"home": home, "gallery": g, "client": c, "job": job}
-    finally:
-        mp.undo()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from rekolab import export
 from rekolab.testing import numbered_video, read_frame_number, validate_response, write_video
 from rekolab.widgets import JobView
 
-from conftest import MEDIA
+from conftest import MEDIA, module_env
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
@@ -34,16 +34,10 @@ def _jobs(tmp_path_factory):
     face = np.asarray(Image.open(need[0]).convert("RGB").resize((320, 240)))
     dog = np.asarray(Image.open(need[1]).convert("RGB").resize((320, 240)))
     video = write_video(tmp / "obama_then_dog.mp4", [face] * 10 + [dog] * 10, fps=25)
-    home = tmp_path_factory.mktemp("home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REKOLAB_HOME", str(home))
-    mp.setenv("REKOLAB_MODEL_DIR", str(MEDIA.parent / "models"))
-    try:
+    with module_env(tmp_path_factory) as home:
         job = rk.start_face_detection(video, face_attributes="ALL", client=rk.client()).wait(progress=False)
         assert job.status == "SUCCEEDED", job.status_message
         return job.id, home, video
-    finally:
-        mp.undo()
 
 
 @pytest.fixture

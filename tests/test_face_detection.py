@@ -16,7 +16,7 @@ import pytest
 import rekolab as rk
 from rekolab.testing import all_pages, numbered_video, still_video, truncated_video, validate_response
 
-from conftest import MEDIA, REPO
+from conftest import MEDIA, REPO, module_env
 
 HAMILTON = MEDIA / "video" / "short_hamilton_clip.mp4"
 DEFAULT_KEYS = {"BoundingBox", "Confidence", "Landmarks", "Pose", "Quality"}
@@ -33,17 +33,12 @@ def hamilton_all(tmp_path_factory):
     import os
     if not HAMILTON.exists():
         pytest.skip(f"needs {HAMILTON}")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REKOLAB_HOME", str(tmp_path_factory.mktemp("home")))
-    mp.setenv("REKOLAB_MODEL_DIR", str(MEDIA.parent / "models"))
-    try:
+    with module_env(tmp_path_factory):
         c = rk.client(buckets={"media": str(HAMILTON.parent)})
         r = c.start_face_detection(Video={"S3Object": {"Bucket": "media", "Name": HAMILTON.name}},
                                    FaceAttributes="ALL", JobTag="exp1")
         job = rk.Job(r["JobId"], c).wait(progress=False)
         yield c, job, os.environ["REKOLAB_HOME"]
-    finally:
-        mp.undo()
 
 
 def test_hamilton_faces_at_the_right_times(hamilton_all, monkeypatch):

@@ -13,7 +13,7 @@ import rekolab as rk
 from rekolab import testing
 from rekolab.testing import validate_response
 
-from conftest import MEDIA, REPO
+from conftest import MEDIA, REPO, module_env
 
 HAMILTON = MEDIA / "video" / "short_hamilton_clip.mp4"
 CAST = [("lin-manuel-miranda", "faces/lin-manuel-miranda.png"), ("obama", "faces/obama.jpg"),
@@ -40,10 +40,7 @@ def hamilton(tmp_path_factory):
     import os
     if not HAMILTON.exists():
         pytest.skip(f"needs {HAMILTON}")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REKOLAB_HOME", str(tmp_path_factory.mktemp("home")))
-    mp.setenv("REKOLAB_MODEL_DIR", str(MEDIA.parent / "models"))
-    try:
+    with module_env(tmp_path_factory):
         c = rk.client(buckets={"media": str(HAMILTON.parent)})
         make_cast(c)
         r = c.start_face_search(Video={"S3Object": {"Bucket": "media", "Name": HAMILTON.name}},
@@ -51,8 +48,6 @@ def hamilton(tmp_path_factory):
         validate_response("StartFaceSearch", r)
         job = rk.Job(r["JobId"], c).wait(progress=False)
         yield c, job, os.environ["REKOLAB_HOME"]
-    finally:
-        mp.undo()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from rekolab.analysis import labels as L
 from rekolab.results.labels import LABELS_SCHEMA, label_detection_items, label_segments, sort_labels
 from rekolab.testing import still_video, validate_response
 
-from conftest import MEDIA, MODELS, need
+from conftest import MEDIA, MODELS, need, module_env
 
 TRAFFIC = MEDIA / "video" / "slow_traffic_small.mp4"
 # Captured before the autouse fixture below clears it for the other tests.
@@ -155,12 +155,7 @@ def test_min_confidence_applies_to_labels_and_boxes(client, stills):
 def traffic(tmp_path_factory):
     if not TRAFFIC.exists() or not (MODELS / "coco_detection" / "yolox_nano.onnx").exists():
         pytest.skip(f"needs {TRAFFIC} and the shared YOLOX model")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REKOLAB_HOME", str(tmp_path_factory.mktemp("home")))
-    mp.setenv("REKOLAB_MODEL_DIR", str(MODELS))
-    mp.setenv("REKOLAB_OFFLINE", "1")
-    mp.delenv("REKOLAB_CLIP_CHECKPOINT", raising=False)
-    try:
+    with module_env(tmp_path_factory, REKOLAB_OFFLINE="1", REKOLAB_CLIP_CHECKPOINT=None):
         c = rk.client(buckets={"media": str(TRAFFIC.parent)})
         start = time.monotonic()
         r = c.start_label_detection(Video={"S3Object": {"Bucket": "media", "Name": TRAFFIC.name}},
@@ -168,8 +163,6 @@ def traffic(tmp_path_factory):
         job = rk.Job(r["JobId"], c).wait(progress=False)
         job.elapsed_s = time.monotonic() - start
         yield c, job, os.environ["REKOLAB_HOME"]
-    finally:
-        mp.undo()
 
 
 def all_pages(client, job_id, **kw) -> list[dict]:

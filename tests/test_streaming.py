@@ -23,7 +23,7 @@ from rekolab import store
 from rekolab.errors import ParamValidationError
 from rekolab.testing import validate_response
 
-from conftest import MEDIA, MODELS, need
+from conftest import MEDIA, MODELS, need, module_env
 
 HAMILTON = MEDIA / "video" / "short_hamilton_clip.mp4"
 BASKETBALL = MEDIA / "video" / "mmaction2_basketball.mp4"
@@ -88,11 +88,7 @@ def hamilton(tmp_path_factory):
     via the client) and one face search session over the whole Hamilton clip."""
     need(HAMILTON)
     need(MODELS / "insightface" / "models")
-    mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("home")
-    mp.setenv("REKOLAB_HOME", str(home))
-    mp.setenv("REKOLAB_MODEL_DIR", str(MODELS))
-    try:
+    with module_env(tmp_path_factory) as home:
         client = rk.client()
         client.create_collection(CollectionId="cast")
         for still, name in STILLS:
@@ -106,8 +102,6 @@ def hamilton(tmp_path_factory):
         session = proc.start(realtime=False, sinks=[str(out / "{SessionId}.jsonl"), str(out / "records.parquet")])
         records = list(session)
         yield SimpleNamespace(client=client, proc=proc, session=session, records=records, home=home, out=out)
-    finally:
-        mp.undo()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from rekolab.results.schema import FACES_SCHEMA
 from rekolab.testing import numbered_video, read_frame_number
 from rekolab.widgets import JobView, Lanes, detections, lane_color
 
-from conftest import MEDIA
+from conftest import MEDIA, module_env
 
 pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
@@ -31,16 +31,10 @@ def _hamilton(tmp_path_factory):
     """One face job on the Hamilton clip (5 samples/s), shared by the tests here."""
     if not HAMILTON.exists():
         pytest.skip(f"needs {HAMILTON}")
-    home = tmp_path_factory.mktemp("home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REKOLAB_HOME", str(home))
-    mp.setenv("REKOLAB_MODEL_DIR", str(MEDIA.parent / "models"))
-    try:
+    with module_env(tmp_path_factory) as home:
         job = rk.start_face_detection(HAMILTON, client=rk.client()).wait(progress=False)
         assert job.status == "SUCCEEDED", job.status_message
         return job.id, home
-    finally:
-        mp.undo()
 
 
 @pytest.fixture
