@@ -17,6 +17,7 @@ from . import celebrities, errors, export
 from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream_processor,
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
+from .api import detect_text, start_segment_detection, start_text_detection
 from .client import Client, client
 from .errors import ClientError, ParamValidationError
 from .widgets import live_view
@@ -33,6 +34,7 @@ __all__ = [
     "celebrities",
     "client",
     "create_stream_processor",
+    "detect_text",
     "errors",
     "export",
     "live_view",
@@ -40,4 +42,6 @@ __all__ = [
     "start_face_detection",
     "start_face_search",
     "start_label_detection",
+    "start_segment_detection",
+    "start_text_detection",
 ]

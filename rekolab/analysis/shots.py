@@ -63,9 +63,9 @@ def _model_version() -> str:
     try:
         from importlib.metadata import version
 
-        return f"PySceneDetect-{version('scenedetect')}/ContentDetector"
+        return f"PySceneDetect-{version('scenedetect')}/AdaptiveDetector"
     except Exception:  # pragma: no cover - scenedetect is a declared dependency
-        return "PySceneDetect/ContentDetector"
+        return "PySceneDetect/AdaptiveDetector"
 
 
 MODEL_VERSION = _model_version()
