@@ -44,7 +44,7 @@ __all__ = ["OcrLine", "OcrWord", "OcrModel", "ocr_model", "split_words", "MODEL_
            "DET_MAX_SIDE", "WORD_GAP", "MIN_LINE_SCORE"]
 
 DET_MAX_SIDE = 960
-WORD_GAP = 0.3
+WORD_GAP = 0.1
 #: Lines the recogniser scores under this are dropped before any filter (0-1).
 MIN_LINE_SCORE = 0.3
 
@@ -119,7 +119,7 @@ def split_words(text: str, line_quad: np.ndarray, line_score: float, char_quads=
         for q, ch, sc in zip(char_quads, char_texts, char_scores or [line_score] * len(char_texts)):
             proj = (np.asarray(q, np.float64) - quad[0]) @ unit / length
             spans.append((float(proj.min()), float(proj.max()), ch, float(sc)))
-        min_gap = max(2, int(round(WORD_GAP * height)))
+        min_gap = _word_gap(ink, height) if ink is not None else None
         words, cur = [], []
         for span in spans:
             if not span[2].strip():
@@ -127,7 +127,7 @@ def split_words(text: str, line_quad: np.ndarray, line_score: float, char_quads=
                     words.append(cur)
                 cur = []
                 continue
-            if cur and ink is not None and _blank_run(ink, cur[-1], span) >= min_gap:
+            if cur and min_gap is not None and _blank_run(ink, cur[-1], span) >= min_gap:
                 words.append(cur)
                 cur = []
             cur.append(span)
@@ -142,6 +142,20 @@ def split_words(text: str, line_quad: np.ndarray, line_score: float, char_quads=
     parts = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
     n = max(1, len(text))
     return [OcrWord(text[a:b], float(line_score), _span(quad, a / n, b / n)) for a, b in parts]
+
+
+def _word_gap(ink: np.ndarray, height: float) -> float:
+    """The blank run (columns) that separates words on this line: clearly wider
+    than the line's typical gap between letters (the median blank run inside its
+    ink): ``max(3, 2 x median, median + WORD_GAP x height)``."""
+    cols = np.flatnonzero(ink)
+    if len(cols) < 2:
+        return float("inf")
+    inner = ink[cols[0]:cols[-1] + 1]
+    d = np.diff(np.r_[1, inner.astype(np.int8), 1])
+    runs = np.flatnonzero(d == 1) - np.flatnonzero(d == -1)
+    med = float(np.median(runs)) if len(runs) else 0.0
+    return max(3.0, 2.0 * med, med + WORD_GAP * height)
 
 
 def _blank_run(ink: np.ndarray, left, right) -> int:
