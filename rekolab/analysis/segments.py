@@ -55,6 +55,7 @@ from ..requests import check_range
 from ..results.segments import SEGMENTS_SCHEMA, segment_row
 from ..video import FrameBatch
 from . import shots as shots_mod
+from .shots import DECODE_WIDTH
 
 __all__ = ["SegmentDetectionAnalyzer", "SegmentFilters", "parse_filters", "check_start", "black_coverage",
            "bars_score", "audio_metadata", "CUES_VERSION", "MEASURE_WIDTH"]
@@ -63,7 +64,6 @@ DEFAULT_MIN_SEGMENT_CONFIDENCE = 50.0
 DEFAULT_MAX_PIXEL_THRESHOLD = 0.2
 DEFAULT_MIN_COVERAGE = 99.0
 MEASURE_WIDTH = 160
-DECODE_WIDTH = 640
 BARS_MIN_SCORE = 0.85
 PLAIN_MIN_SHARE = 0.8
 CREDITS_RATE = 2.0  # OCR samples per second on plain frames
