@@ -3,6 +3,7 @@ rendered by recipe (OpenCV's Hershey fonts, several sizes and positions) over
 real video frames."""
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import cv2
@@ -227,3 +228,6 @@ def test_text_timeline_lanes_and_exports(job, tmp_path):
 
     table = pq.read_table(text_job.to_parquet(tmp_path / "text.parquet"))
     assert table.num_rows == len(text_job.to_pandas()) and b"rekolab" in table.schema.metadata
+    coco = json.loads(text_job.to_coco(tmp_path / "coco", images=False, progress=False).read_text())
+    assert len(coco["annotations"]) == 3 and [c["name"] for c in coco["categories"]] == ["text"]
+    assert {i["timestamp_ms"] for i in coco["images"]} == {0, 1000, 2000}  # every sampled frame
