@@ -202,3 +202,14 @@ def test_cli_segments(home, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "shot 3" in printed and "00:00:07;01" in printed  # frame 211 at 29.97 fps
     assert [json.loads(line)["StartFrameNumber"] for line in out.read_text().splitlines()] == [0, 20, 82, 211]
+
+
+def test_truncated_video_fails_the_job(home, tmp_path):
+    from rekolab.testing import truncated_video
+
+    path = truncated_video(need(VIDEO / "mmaction2_basketball.mp4"), tmp_path / "cut.mp4", keep=0.5)
+    job = rk.start_segment_detection(path, ["SHOT"]).wait(progress=False)
+    assert job.status == "FAILED" and "truncated or corrupt" in job.status_message
+    page = job._client.get_segment_detection(JobId=job.id)
+    validate_response("GetSegmentDetection", page)
+    assert "Segments" not in page and page["JobStatus"] == "FAILED"

@@ -173,6 +173,7 @@ def test_detect_text_api_and_notebook_verb(still):
     assert "ParentId" not in response["TextDetections"][0]  # lines have no parent
     df = rk.detect_text(rgb, regions_of_interest=[region])  # an RGB array, as PIL gives it
     assert list(df["DetectedText"].str.casefold()) == ["breaking news", "breaking", "news"]
+    validate_response("DetectText", df.attrs["response"])
     assert df.attrs["response"]["TextDetections"][1]["ParentId"] == 0
 
 
