@@ -232,3 +232,13 @@ def test_text_timeline_lanes_and_exports(job, tmp_path):
     coco = json.loads(text_job.to_coco(tmp_path / "coco", images=False, progress=False).read_text())
     assert len(coco["annotations"]) == 3 and [c["name"] for c in coco["categories"]] == ["text"]
     assert {i["timestamp_ms"] for i in coco["images"]} == {0, 1000, 2000}  # every sampled frame
+
+
+def test_cli_text_region_usage(tmp_path, capsys):
+    from rekolab import cli
+
+    video = write_video(tmp_path / "v.mp4", [np.zeros((64, 64, 3), np.uint8)] * 2, 25)
+    assert cli.main(["text", str(video), "--region", "0,0,1", "-q"]) == 2
+    assert "LEFT,TOP,WIDTH,HEIGHT" in capsys.readouterr().err
+    assert cli.main(["text", str(video), "--region", "0.5,0,0.8,1", "-q"]) == 1  # outside the image: refused
+    assert "Filters.RegionsOfInterest[0].BoundingBox" in capsys.readouterr().err
