@@ -195,13 +195,16 @@ def test_values_under_the_model_minimum_are_botocore_errors(tmp_path):
 
 
 def test_cli_segments(home, tmp_path, capsys):
+    video = tmp_path / "two.mp4"
+    spliced_video(video, [("clip", need(VIDEO / "mmaction2_basketball.mp4"), 0, 12),
+                          ("clip", need(VIDEO / "short_hamilton_clip.mp4"), 100, 12)], fps=25)
     out = tmp_path / "shots.jsonl"
-    code = cli.main(["segments", str(need(VIDEO / "short_hamilton_clip.mp4")), "--types", "SHOT", "-q",
-                     "-o", str(out)])
-    assert code == 0
+    assert cli.main(["segments", str(video), "--types", "SHOT", "-q", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "shot 3" in printed and "00:00:07;01" in printed  # frame 211 at 29.97 fps
-    assert [json.loads(line)["StartFrameNumber"] for line in out.read_text().splitlines()] == [0, 20, 82, 211]
+    assert "shot 1" in printed and "00:00:00:12 - 00:00:00:24" in printed  # frames 12-24 at 25 fps
+    assert [json.loads(line)["StartFrameNumber"] for line in out.read_text().splitlines()] == [0, 12]
+    assert cli.main(["segments", str(video), "--types", "SHOT", "--min-confidence", "101", "-q"]) == 1
+    assert "MinSegmentConfidence" in capsys.readouterr().err
 
 
 def test_truncated_video_fails_the_job(home, tmp_path):
