@@ -249,11 +249,13 @@ class SegmentDetectionAnalyzer:
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
         for rgb, ms, n in zip(batch.frames, batch.timestamps_ms, batch.indices):
             self._ms.append(int(ms))
+            # One downscale for the shot detector, a second from it for the cue measures.
+            analysed = _small(rgb, shots_mod.ANALYSIS_WIDTH)
             if self.shots is not None:
-                self.shots.update(int(n), int(ms), rgb)
+                self.shots.update(int(n), int(ms), analysed)
             if not self.want_cues:
                 continue
-            small = _small(rgb)
+            small = _small(analysed)
             coverage = black_coverage(small, self.filters.max_pixel_threshold)
             self._coverage.append(coverage)
             self._bars.append(bars_score(small))

@@ -133,7 +133,7 @@ class ShotDetector:
         if frame_rgb.shape[1] > ANALYSIS_WIDTH:
             h = max(2, int(round(frame_rgb.shape[0] * ANALYSIS_WIDTH / frame_rgb.shape[1])))
             small = cv2.resize(frame_rgb, (ANALYSIS_WIDTH, h), interpolation=cv2.INTER_AREA)
-        bgr = np.ascontiguousarray(small[:, :, ::-1])
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
         cuts = self._detector.process_frame(FrameTimecode(int(frame_number), self.fps), bgr)
         # ContentDetector keeps the last frame's score (content_val); PySceneDetect
         # has no public getter for it (its StatsManager would also compute edge maps).
