@@ -7,7 +7,8 @@ get them is one sequential pass of FFmpeg's decoder, never seeking.
 
 :func:`every_frame_plan` returns an object with the same interface the job loop
 uses for a :class:`~rekolab.video.decode.DecodePlan` (``len(plan)`` and
-``plan.batches(batch_size, prefetch, stop)`` yielding :class:`FrameBatch`), so an
+``plan.batches(batch_size, prefetch, stop)`` yielding :class:`FrameBatch`,
+decoded on a background thread), so an
 analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
 
 * ``indices`` are 0-based frame numbers in presentation order (as decord's);
@@ -21,6 +22,7 @@ analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
 """
 from __future__ import annotations
 
+import queue
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -97,26 +99,60 @@ class EveryFramePlan:
 
     def batches(self, batch_size: int = 16, prefetch: int = 2,
                 stop: threading.Event | None = None) -> Iterator[FrameBatch]:
-        """Every frame in :class:`FrameBatch` es of at most ``batch_size`` frames.
+        """Every frame in :class:`FrameBatch` es of at most ``batch_size`` frames,
+        decoded on a background thread (at most ``prefetch`` batches wait), so
+        decoding overlaps the analysis; decoder errors are re-raised here."""
+        stop = stop or threading.Event()
+        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
 
-        Decoding is sequential in the caller's thread (``prefetch`` is accepted for
-        the DecodePlan interface): the frame-accurate analyses are light next to
-        the decoder, so a prefetch thread would only add copies."""
-        buf_frames, buf_ts, buf_idx = [], [], []
-        for index, ms, rgb in self.frames(stop):
-            buf_frames.append(rgb)
-            buf_ts.append(ms)
-            buf_idx.append(index)
-            if len(buf_frames) == batch_size:
-                yield _batch(buf_frames, buf_ts, buf_idx)
-                buf_frames, buf_ts, buf_idx = [], [], []
-        if buf_frames:
-            yield _batch(buf_frames, buf_ts, buf_idx)
+        def offer(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def work():
+            try:
+                buf = []
+                for item in self.frames(stop):
+                    buf.append(item)
+                    if len(buf) == batch_size and not offer(_batch(buf)):
+                        return
+                    if len(buf) == batch_size:
+                        buf = []
+                if buf and not offer(_batch(buf)):
+                    return
+                offer(None)
+            except BaseException as exc:  # forwarded to the consumer
+                offer(exc)
+
+        thread = threading.Thread(target=work, name="rekolab-decode-all", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    item = q.get(timeout=0.2)
+                except queue.Empty:
+                    if not thread.is_alive() and q.empty():
+                        return  # stopped from outside
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=5)
 
 
-def _batch(frames, ts, idx) -> FrameBatch:
-    return FrameBatch(frames=np.stack(frames), timestamps_ms=np.asarray(ts, np.int64),
-                      indices=np.asarray(idx, np.int64))
+def _batch(items) -> FrameBatch:
+    return FrameBatch(frames=np.stack([rgb for _, _, rgb in items]),
+                      timestamps_ms=np.asarray([ms for _, ms, _ in items], np.int64),
+                      indices=np.asarray([n for n, _, _ in items], np.int64))
 
 
 def every_frame_plan(path: str | Path, max_width: int | None = 640) -> EveryFramePlan:
