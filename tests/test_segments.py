@@ -61,6 +61,7 @@ def home(env, monkeypatch):
 
 
 PARTS = [
+    ("card", 50, ["A FILM BY", "JOHN SMITH"]),
     ("bars", 15, "smpte"),
     ("black", 10),
     ("clip", VIDEO / "mmaction2_basketball.mp4", 0, 30),
@@ -80,7 +81,7 @@ def spliced(env, tmp_path_factory):
     starts = spliced_video(path, PARTS, size=(320, 180), fps=Fraction(30000, 1001))
     job = rk.start_segment_detection(path, ["TECHNICAL_CUE", "SHOT"]).wait(progress=False)
     assert job.status == "SUCCEEDED", job.status_message
-    return job, starts, 182
+    return job, starts, 232
 
 
 def _pages(job, **kw):
@@ -94,9 +95,10 @@ def test_every_cut_black_run_bars_and_credits_at_the_exact_frame(home, spliced):
             for s in segments if s["Type"] == "TECHNICAL_CUE"]
     ends = starts[1:] + [total]
     assert cues == [
-        ("ColorBars", starts[0], ends[0]), ("BlackFrames", starts[1], ends[1]), ("Content", starts[2], ends[2]),
-        ("BlackFrames", starts[3], ends[3]), ("Content", starts[4], ends[4]), ("ColorBars", starts[5], ends[5]),
-        ("EndCredits", starts[6], ends[6]), ("Content", starts[7], ends[7]),
+        ("OpeningCredits", starts[0], ends[0]),
+        ("ColorBars", starts[1], ends[1]), ("BlackFrames", starts[2], ends[2]), ("Content", starts[3], ends[3]),
+        ("BlackFrames", starts[4], ends[4]), ("Content", starts[5], ends[5]), ("ColorBars", starts[6], ends[6]),
+        ("EndCredits", starts[7], ends[7]), ("Content", starts[8], ends[8]),
     ]
     shots = [s for s in segments if s["Type"] == "SHOT"]
     assert [(s["StartFrameNumber"], s["EndFrameNumber"]) for s in shots] == list(zip(starts, ends))
@@ -119,17 +121,18 @@ def test_every_cut_black_run_bars_and_credits_at_the_exact_frame(home, spliced):
 def test_pages_metadata_and_views(home, spliced, tmp_path):
     job, starts, total = spliced
     pages = _pages(job, MaxResults=5)
-    assert len(pages) == 4  # 8 cues + 8 shots
+    assert len(pages) == 4  # 9 cues + 9 shots
     for page in pages:
         assert [m["FrameRate"] for m in page["VideoMetadata"]] == [pytest.approx(NTSC, abs=1e-3)]
         assert page["AudioMetadata"] == []  # the recipe video has no audio
         assert [t["Type"] for t in page["SelectedSegmentTypes"]] == ["TECHNICAL_CUE", "SHOT"]
         assert all(t["ModelVersion"] for t in page["SelectedSegmentTypes"])
     df = job.to_pandas()
-    assert len(df) == sum(len(p["Segments"]) for p in pages) == 16
+    assert len(df) == sum(len(p["Segments"]) for p in pages) == 18
     assert job.models["NotProduced"] == ["Slate", "StudioLogo"]
     names = set(job.view().lanes().names)
-    assert names == {"ColorBars", "BlackFrames", "Content", "EndCredits", "shot (even)", "shot (odd)"}
+    assert names == {"OpeningCredits", "ColorBars", "BlackFrames", "Content", "EndCredits", "shot (even)",
+                     "shot (odd)"}
     lines = job.to_jsonl(tmp_path / "segments.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [s for p in pages for s in p["Segments"]]
 
