@@ -360,6 +360,7 @@ class StreamProcessorManager:
     def __init__(self, streams: dict | None = None, publish: Callable[[str | None, dict], None] | None = None):
         self.streams: dict[str, Any] = dict(streams or {})
         self._publish = publish
+        self.kinesis_output = False  # face search records also to Output.KinesisDataStream (rekolab/aws)
 
     # -- sources ---------------------------------------------------------------------
     def map_stream(self, arn: str, source: Any, persist: bool = True) -> None:
@@ -492,6 +493,9 @@ class StreamProcessorManager:
         name = params["Name"]
         d = _current(_read_def(name, op))
         kind = _kind(d)
+        if kind == "FaceSearch" and self.kinesis_output:  # rekolab/aws: PutRecords to the real stream
+            from .aws import KinesisSink
+            sinks.append(KinesisSink(d["Request"]["Output"]["KinesisDataStream"]["Arn"]))
         start_sel = params.get("StartSelector")
         kvs_sel = (start_sel or {}).get("KVSStreamStartSelector") if start_sel is not None else None
         if start_sel is not None:
