@@ -125,7 +125,7 @@ def check_request(method: str, url: str, headers: list[tuple[str, str]], body: b
                         "The provided x-amz-content-sha256 header does not match what was computed.")
 
     request = AWSRequest(method=method, url=url, data=body,
-                         headers=[(h, ",".join(lower[h])) for h in signed])
+                         headers={h: ",".join(lower[h]) for h in signed})
     request.context["timestamp"] = amz_date
     signer = SigV4Auth(Credentials(m["akid"], secret), SERVICE, m["region"])
     canonical = signer.canonical_request(request)
