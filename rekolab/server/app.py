@@ -45,7 +45,7 @@ class _Refused(Exception):
 
 
 def _error(code: str, message: str, status: int, request_id: str) -> Response:
-    return Response(error_body(code, message), status_code=status, media_type=CONTENT_TYPE,
+    return Response(error_body(code, message, request_id), status_code=status, media_type=CONTENT_TYPE,
                     headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": code})
 
 

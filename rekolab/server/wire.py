@@ -80,5 +80,10 @@ def encode_output(value: Any, shape=None) -> Any:
     return value
 
 
-def error_body(code: str, message: str) -> bytes:
-    return json.dumps({"__type": code, "message": message}).encode()
+def error_body(code: str, message: str, request_id: str | None = None) -> bytes:
+    """The JSON error body: ``__type`` and ``message`` (what every SDK reads), plus
+    ``Code`` and ``Logref`` as the Developer Guide's error example shows them."""
+    out = {"__type": code, "Code": code, "message": message}
+    if request_id:
+        out["Logref"] = request_id
+    return json.dumps(out).encode()
