@@ -42,7 +42,10 @@ def fetch_object(bucket: str, key: str, version: str | None = None, max_bytes: i
                 "(check the credentials boto3 finds and the bucket policy)") from None
         raise InvalidS3ObjectException(f"Unable to get object metadata from S3: {where}: {exc}") from None
     except BotoCoreError as exc:  # no endpoint, no credentials, connection refused
-        raise InvalidS3ObjectException(f"Unable to reach S3 for {where}: {exc}") from None
+        raise InvalidS3ObjectException(
+            f"bucket {bucket!r} is not a configured local bucket root, and S3 could not be reached for "
+            f"{where}: {exc}. Map the bucket to a folder (rk.client(buckets={{'{bucket}': '/local/folder'}}) "
+            "or REKOLAB_BUCKETS), or configure boto3 (credentials, AWS_ENDPOINT_URL_S3)") from None
     size = int(head.get("ContentLength") or 0)
     if max_bytes is not None and size > max_bytes and too_large is not None:
         raise too_large(size)
