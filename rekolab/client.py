@@ -79,7 +79,7 @@ class Client:
         if self.aws_outputs:
             from .aws import sns_publisher
             self.jobs.publishers.append(sns_publisher())
-            self.stream_processors.kinesis_output = True
+            self.stream_processors.aws_outputs = True
 
     def __repr__(self) -> str:
         return f"rekolab.Client(buckets={sorted(self.buckets)})"

@@ -349,6 +349,36 @@ def test_stream_processor_writes_face_search_records_to_kinesis(stack):
     assert d["Status"] == "FAILED" and "does not exist" in d["StatusMessage"]
 
 
+def test_label_stream_processor_writes_s3_and_publishes_sns(stack):
+    rek, s3, sns, sqs = (_client(stack, s) for s in ("rekognition", "s3", "sns", "sqs"))
+    topic = sns.create_topic(Name="AmazonRekognitionDoorbell")["TopicArn"]
+    queue = sqs.create_queue(QueueName="doorbell")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    rek.create_stream_processor(
+        Name="doorbell", Input={"KinesisVideoStream": {"Arn": KVS_ARN}}, RoleArn=ROLE,
+        Output={"S3Destination": {"Bucket": "media", "KeyPrefix": "doorbell"}},
+        NotificationChannel={"SNSTopicArn": topic}, Settings={"ConnectedHome": {"Labels": ["PERSON"]}})
+    session = rek.start_stream_processor(Name="doorbell", StartSelector={"KVSStreamStartSelector": {"ProducerTimestamp": 0}},
+                                         StopSelector={"MaxDurationInSeconds": 5})["SessionId"]
+    deadline = time.monotonic() + 120
+    while rek.describe_stream_processor(Name="doorbell")["Status"] not in ("STOPPED", "FAILED"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    d = rek.describe_stream_processor(Name="doorbell")
+    assert d["Status"] == "STOPPED", d.get("StatusMessage")
+    rek.delete_stream_processor(Name="doorbell")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="media", Prefix="doorbell/")["Contents"]]
+    assert f"doorbell/doorbell/{session}/summary.json" in keys and any("/events/" in k for k in keys)
+    events = []
+    while time.monotonic() < deadline and len(events) < 2:
+        for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            note = json.loads(m["Body"])
+            assert note["Subject"] == "Rekognition Stream Processing Event"
+            events.append(json.loads(note["Message"])["eventNamespace"]["type"])
+    assert sorted(events) == ["LABEL_DETECTED", "STREAM_PROCESSING_COMPLETE"]
+
+
 # -- SIGTERM, loopback without credentials, refusing a remote bind ------------------------------------
 def test_loopback_accepts_any_key_and_sigterm_ends_jobs(stack, tmp_path, monkeypatch):
     env = dict(stack["server_env"], REKOLAB_HOME=str(tmp_path / "home"))

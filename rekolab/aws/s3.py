@@ -14,7 +14,7 @@ from .. import store
 from ..errors import InvalidS3ObjectException
 from .session import aws_client
 
-__all__ = ["fetch_object"]
+__all__ = ["fetch_object", "upload_folder"]
 
 
 def _code(exc) -> str:
@@ -87,3 +87,18 @@ def _missing_reason(s3, bucket: str, key: str, version: str | None, code: str) -
     if version:
         return f"the object {key} has no version {version} in bucket {bucket} (or the object does not exist)"
     return f"the object {key} does not exist in bucket {bucket}"
+
+
+def upload_folder(folder: Path, bucket: str, prefix: str) -> int:
+    """Upload every file under ``folder`` to ``s3://bucket/prefix/<relative path>``;
+    returns the number of objects written."""
+    s3 = aws_client("s3")
+    n = 0
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        key = "/".join(x for x in (prefix.strip("/"), path.relative_to(folder).as_posix()) if x)
+        try:
+            s3.upload_file(str(path), bucket, key)
+        except Exception as exc:  # boto3's S3UploadFailedError, botocore errors, OSError
+            raise RuntimeError(f"could not write s3://{bucket}/{key}: {exc}") from None
+        n += 1
+    return n

@@ -17,7 +17,7 @@ from typing import Callable
 
 from .session import arn_region, aws_client
 
-__all__ = ["sns_publisher", "completion_message_json", "publish_with_retries"]
+__all__ = ["sns_publisher", "completion_message_json", "publish_with_retries", "publish_async"]
 
 log = logging.getLogger("rekolab.aws.sns")
 
@@ -31,12 +31,14 @@ def completion_message_json(message: dict) -> str:
     return json.dumps(ordered, separators=(",", ":"))
 
 
-def publish_with_retries(topic_arn: str, body: str, attempts: int = 6, first_delay_s: float = 0.5) -> bool:
+def publish_with_retries(topic_arn: str, body: str, attempts: int = 6, first_delay_s: float = 0.5,
+                         subject: str | None = None) -> bool:
     """Publish ``body`` to ``topic_arn``; retry with back-off (0.5, 1, 2, 4, 8 s)."""
     delay = first_delay_s
+    extra = {"Subject": subject} if subject else {}
     for attempt in range(1, attempts + 1):
         try:
-            aws_client("sns", arn_region(topic_arn)).publish(TopicArn=topic_arn, Message=body)
+            aws_client("sns", arn_region(topic_arn)).publish(TopicArn=topic_arn, Message=body, **extra)
             return True
         except Exception as exc:
             if attempt == attempts:
@@ -49,11 +51,16 @@ def publish_with_retries(topic_arn: str, body: str, attempts: int = 6, first_del
     return False
 
 
+def publish_async(topic_arn: str, body: str, subject: str | None = None, attempts: int = 6) -> None:
+    """:func:`publish_with_retries` on a background thread (the caller never waits)."""
+    threading.Thread(target=publish_with_retries, args=(topic_arn, body, attempts, 0.5, subject),
+                     name="rekolab-sns", daemon=True).start()
+
+
 def sns_publisher(attempts: int = 6) -> Callable[[dict, dict], None]:
     """A job-manager publisher: ``publish(NotificationChannel, message)``."""
     def publish(channel: dict, message: dict) -> None:
         topic = channel.get("SNSTopicArn")
         if topic:
-            threading.Thread(target=publish_with_retries, args=(topic, completion_message_json(message), attempts),
-                             name="rekolab-sns", daemon=True).start()
+            publish_async(topic, completion_message_json(message), attempts=attempts)
     return publish
