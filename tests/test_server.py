@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -386,10 +387,20 @@ def test_loopback_accepts_any_key_and_sigterm_ends_jobs(stack, tmp_path, monkeyp
     try:
         rek = boto3.client("rekognition", endpoint_url=url, region_name=REGION, aws_access_key_id="anything",
                            aws_secret_access_key="at-all")
+        rek.create_collection(CollectionId="late")
+        answer = {}
+
+        def index():  # the server's first IndexFaces loads the models: still in flight at SIGTERM
+            answer["r"] = rek.index_faces(CollectionId="late", Image={"Bytes": (MEDIA / "faces/obama.jpg").read_bytes()})
+
+        in_flight = threading.Thread(target=index)
+        in_flight.start()
+        time.sleep(1.0)
         job = rek.start_face_detection(Video={"S3Object": {"Bucket": "media", "Name": "two.mp4"}})
-        assert rek.list_collections()["CollectionIds"] == []
     finally:
         assert _stop(proc) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after its graceful stop
+    in_flight.join(timeout=60)
+    assert len(answer["r"]["FaceRecords"]) == 1  # the request in flight was answered before the exit
     from rekolab.jobs import JobManager
 
     monkeypatch.setenv("REKOLAB_HOME", str(tmp_path / "home"))
