@@ -90,7 +90,7 @@ def main():
     message = analyzer.get_sqs_message_success()
     pages = analyzer.get_face_detection_results() if message["Status"] == "SUCCEEDED" else []
     # A second queue poll finds nothing: exactly one message per job.
-    extra = analyzer.sqs.receive_message(QueueUrl=analyzer.sqs_queue_url, WaitTimeSeconds=2).get("Messages", [])
+    extra = analyzer.sqs.receive_message(QueueUrl=analyzer.sqs_queue_url, WaitTimeSeconds=1).get("Messages", [])
     analyzer.delete_topic_and_queue()
     print(json.dumps({"JobId": analyzer.start_job_id, "Message": message, "Pages": pages,
                       "ExtraMessages": len(extra)}))
