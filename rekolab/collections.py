@@ -67,10 +67,10 @@ import numpy as np
 import pyarrow as pa
 
 from . import store
-from .models.faces import face_confidence, face_score
 from .errors import (InvalidParameterException, ResourceAlreadyExistsException, ResourceNotFoundException,
                      ServiceQuotaExceededException)
 from .images import MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES, MIN_IMAGE_PIXELS, load_image
+from .models.faces import face_confidence, face_score
 from .results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS
 
 __all__ = [
@@ -792,13 +792,12 @@ def add_faces(collection_id: str, embeddings: np.ndarray, faces: list[dict], ima
 #: bars are detector scores 0.5 / 0.6 / 0.7 put on the calibrated Confidence scale
 #: (models.faces.face_confidence: 22.3 / 77.7 / 97.7).
 QUALITY_BARS: dict[str, dict[str, float]] = {
-    "LOW":    {"confidence": float(face_confidence(0.5)), "min_side": 16,
-               "sharpness": 2, "brightness": 5, "yaw": 80, "pitch": 60,
-               "quality": 0.10},
-    "MEDIUM": {"confidence": float(face_confidence(0.6)), "min_side": 24, "sharpness": 5, "brightness": 10, "yaw": 70, "pitch": 45,
-               "quality": 0.20},
-    "HIGH":   {"confidence": float(face_confidence(0.7)), "min_side": 40, "sharpness": 15, "brightness": 20, "yaw": 45, "pitch": 30,
-               "quality": 0.35},
+    "LOW":    {"confidence": float(face_confidence(0.5)), "min_side": 16, "sharpness": 2, "brightness": 5,
+               "yaw": 80, "pitch": 60, "quality": 0.10},
+    "MEDIUM": {"confidence": float(face_confidence(0.6)), "min_side": 24, "sharpness": 5, "brightness": 10,
+               "yaw": 70, "pitch": 45, "quality": 0.20},
+    "HIGH":   {"confidence": float(face_confidence(0.7)), "min_side": 40, "sharpness": 15, "brightness": 20,
+               "yaw": 45, "pitch": 30, "quality": 0.35},
 }
 QUALITY_BARS["AUTO"] = QUALITY_BARS["MEDIUM"]
 
