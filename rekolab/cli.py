@@ -5,6 +5,7 @@
     rekolab show JOB_ID [--items 3]                        # one job's record (+ its first Get* items)
     rekolab export JOB_ID FORMAT -o PATH                   # parquet, jsonl, coco, fiftyone, frames, crops
     rekolab plot JOB_ID -o timeline.png                    # the job's timeline as a picture
+    rekolab serve [--host 127.0.0.1] [--port 9250] [--credentials FILE]   # Rekognition's API for any AWS SDK
 
     rekolab labels VIDEO|FOLDER [--min-confidence 50] [--include Car Person] [--exclude Text]
     rekolab celebrities VIDEO|FOLDER [--gallery DIR] [--min-confidence 50]
@@ -393,6 +394,19 @@ def _plot(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .server import serve
+    from .server.sigv4 import load_credentials
+
+    try:
+        credentials = load_credentials(args.credentials) if args.credentials else None
+        serve(args.host, args.port, credentials, allow_remote=args.allow_unauthenticated_remote,
+              log_level=args.log_level)
+    except (ValueError, OSError) as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 def _parser(available: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -428,6 +442,17 @@ def _parser(available: list[str]) -> argparse.ArgumentParser:
                      help="every sampled frame (default for coco, fiftyone, frames) or only frames with boxes")
     exp.add_argument("--no-images", action="store_true", help="coco: write annotations.json only")
     exp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    srv = sub.add_parser("serve", help="serve Amazon Rekognition's JSON API for boto3, the AWS CLI and any AWS SDK",
+                         description="Serve Amazon Rekognition's own wire protocol (JSON 1.1 over HTTP) on this "
+                                     "machine; prints the variables to set. See docs/server.md.")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=9250, help="port (default 9250)")
+    srv.add_argument("--credentials", type=Path, metavar="FILE",
+                     help="verify SigV4 signatures against these keys (JSON {id: secret}, an AWS credentials "
+                          "INI file or 'ID SECRET' lines); without it any well-formed signature is accepted")
+    srv.add_argument("--allow-unauthenticated-remote", action="store_true",
+                     help="bind a non-loopback address without --credentials (anyone who reaches it can use it)")
+    srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     plot = sub.add_parser("plot", help="save a job's timeline picture (PNG, SVG, PDF)")
     plot.add_argument("job_id")
     plot.add_argument("-o", "--output", type=Path, required=True)
@@ -441,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in OPERATIONS:
             return _run_operation(args, args.command)
-        return {"jobs": _jobs, "show": _show, "export": _export, "plot": _plot}[args.command](args)
+        return {"jobs": _jobs, "show": _show, "export": _export, "plot": _plot,
+                "serve": _serve}[args.command](args)
     except UsageError as e:
         _err(str(e))
         return 2

@@ -165,6 +165,8 @@ class JobManager:
         _EXECUTORS.add(self._executor)
         self._running = _RUNNING
         self._subscribers: list[tuple[str | None, Callable[[dict], None]]] = []
+        # publishers(channel, message): outside transports for NotificationChannel (rekolab/aws: SNS)
+        self.publishers: list[Callable[[dict, dict], None]] = []
         self._tables: OrderedDict[tuple, pa.Table] = OrderedDict()
 
     # -- notifications ---------------------------------------------------------------
@@ -200,6 +202,11 @@ class JobManager:
                 cb(dict(message))
             except Exception:  # a broken callback must not break the job
                 log.exception("notification callback %r failed", cb)
+        for publish in list(self.publishers) if channel.get("SNSTopicArn") else []:
+            try:
+                publish(dict(channel), dict(message))
+            except Exception:
+                log.exception("notification publisher %r failed", publish)
 
     # -- start -----------------------------------------------------------------------
     def start(self, request: StartRequest, token: str | None, buckets: dict[str, str]) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = ["write_video", "numbered_video", "read_frame_number", "still_video", "looped_video",
            "truncated_video", "spliced_video", "color_bars", "draw_text", "clip_frames", "all_pages",
-           "validate_response"]
+           "validate_response", "body"]
 
 _BITS = 16
 
@@ -256,6 +256,11 @@ def all_pages(get, operation: str, **kwargs) -> list[dict]:
             return pages
 
 
+def body(response: dict) -> dict:
+    """A response without its ``ResponseMetadata`` (what the service's JSON held)."""
+    return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+
+
 def validate_response(operation: str, response: dict) -> None:
     """Assert ``response`` is a valid ``<operation>Response`` of botocore's own
     Rekognition service model: member names and types (botocore's validator), then
@@ -265,6 +270,7 @@ def validate_response(operation: str, response: dict) -> None:
     from .requests import service_model, validate_shape_values
 
     shape = service_model().operation_model(operation).output_shape
+    response = body(response)  # ResponseMetadata is the transport's, not the shape's
     report = ParamValidator().validate(response, shape)
     problems = [report.generate_report()] if report.has_errors() else []
     problems += validate_shape_values(response, shape, operation + "Response")
