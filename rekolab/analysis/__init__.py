@@ -10,6 +10,8 @@ _ANALYZERS = {
     "StartCelebrityRecognition": "rekolab.analysis.celebrities:CelebrityRecognitionAnalyzer",
     "StartFaceSearch": "rekolab.analysis.face_search:FaceSearchAnalyzer",
     "StartLabelDetection": "rekolab.analysis.labels:LabelDetectionAnalyzer",
+    "StartContentModeration": "rekolab.analysis.moderation:ContentModerationAnalyzer",
+    "StartPersonTracking": "rekolab.analysis.persons:PersonTrackingAnalyzer",
 }
 
 
