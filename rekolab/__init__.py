@@ -17,6 +17,7 @@ from . import celebrities, errors, export
 from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream_processor,
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
+from .api import detect_moderation_labels, start_content_moderation, start_person_tracking
 from .client import Client, client
 from .errors import ClientError, ParamValidationError
 from .widgets import live_view
@@ -40,4 +41,7 @@ __all__ = [
     "start_face_detection",
     "start_face_search",
     "start_label_detection",
+    "start_content_moderation",
+    "detect_moderation_labels",
+    "start_person_tracking",
 ]

@@ -9,6 +9,8 @@
     rekolab labels VIDEO|FOLDER [--min-confidence 50] [--include Car Person] [--exclude Text]
     rekolab celebrities VIDEO|FOLDER [--gallery DIR] [--min-confidence 50]
     rekolab search VIDEO|FOLDER --collection cast [--threshold 80]
+    rekolab moderation VIDEO|FOLDER [--min-confidence 50] [--models NUDENET CLIP]
+    rekolab persons VIDEO|FOLDER [--sample-rate 5]
 
 (``rekolab COMMAND --help`` shows a command's options).
 
@@ -131,6 +133,21 @@ def _search_start(rk, args, video):
     return rk.start_face_search(video, args.collection, args.threshold, sample_rate=args.sample_rate)
 
 
+def _moderation_args(p):
+    p.add_argument("--min-confidence", type=float, default=None, help="MinConfidence 0-100 (default 50)")
+    p.add_argument("--models", nargs="+", choices=["NUDENET", "CLIP"], default=None,
+                   help="which models to run (default: every one that can run here)")
+
+
+def _moderation_start(rk, args, video):
+    return rk.start_content_moderation(video, min_confidence=args.min_confidence, models=args.models,
+                                       sample_rate=args.sample_rate)
+
+
+def _persons_start(rk, args, video):
+    return rk.start_person_tracking(video, sample_rate=args.sample_rate)
+
+
 #: command -> (help, the notebook verb it runs, add-arguments, start, summary)
 OPERATIONS: dict[str, tuple] = {
     "faces": ("detect faces in a video (StartFaceDetection)", "start_face_detection",
@@ -141,6 +158,10 @@ OPERATIONS: dict[str, tuple] = {
                     "start_celebrity_recognition", _celebrities_args, _celebrities_start, _lane_summary),
     "search": ("search a video's faces in a collection (StartFaceSearch)", "start_face_search",
                _search_args, _search_start, _lane_summary),
+    "moderation": ("find unsafe content in a video (StartContentModeration)", "start_content_moderation",
+                   _moderation_args, _moderation_start, _lane_summary),
+    "persons": ("track people through a video (StartPersonTracking)", "start_person_tracking",
+                lambda p: None, _persons_start, _lane_summary),
 }
 
 
@@ -246,7 +267,8 @@ def _jobs(args) -> int:
 
 def _operation_name(name: str) -> str:
     names = {"faces": "StartFaceDetection", "labels": "StartLabelDetection",
-             "celebrities": "StartCelebrityRecognition", "search": "StartFaceSearch"}
+             "celebrities": "StartCelebrityRecognition", "search": "StartFaceSearch",
+             "moderation": "StartContentModeration", "persons": "StartPersonTracking"}
     return names.get(name, name if name.startswith("Start") else "Start" + name)
 
 

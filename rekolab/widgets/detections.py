@@ -346,3 +346,21 @@ def _face_search(table: pa.Table) -> pa.Table:
         conf[i] = best.get("Similarity") if best.get("Similarity") is not None else np.nan
     return build(ts, _frame_numbers(table, n), lanes, cats, conf, _box_columns(table.column("BoundingBox")),
                  np.arange(n))
+
+
+@register("StartContentModeration", "moderation label")
+def _moderation(table: pa.Table) -> pa.Table:
+    """Like labels: one box-less row per (frame, moderation label) for the lane, plus
+    one row per NudeNet box (drawn and exported). Lane and Category are the label Name."""
+    return _labels(table)
+
+
+@register("StartPersonTracking", "person")
+def _persons(table: pa.Table) -> pa.Table:
+    """One row per tracked person: lane ``person <Index>`` and category ``person``, the
+    body box, the detector's Confidence."""
+    n = table.num_rows
+    index = _num(table.column("Index"), np.int64, 0)
+    return build(_num(table.column("Timestamp"), np.int64, 0), _frame_numbers(table, n),
+                 [f"person {i}" for i in index], ["person"] * n, _num(table.column("Confidence")),
+                 _box_columns(table.column("BoundingBox")), np.arange(n))
