@@ -172,3 +172,26 @@ def test_assign_faces():
     inner = np.array([[0, 0, 400, 400], [10, 10, 200, 300]], float)
     assert assign_faces(inner, faces[:1]).tolist() == [-1, 0]  # the tightest box holding it
     assert assign_faces(people[:0], faces).tolist() == []
+
+
+def test_cli_on_a_still_of_two_people(tmp_path, models_dir, capsys):
+    """Two people standing still for 5 frames: two Indices, each with its face, from the
+    second sampled frame on (ByteTrack confirms a track when it is matched again)."""
+    from rekolab.cli import main
+    from rekolab.testing import still_video
+
+    video = still_video(MEDIA / "faces" / "two_people.jpg", tmp_path / "two.mp4", frames=5, fps=5)
+    code = main(["persons", str(video), "--sample-rate", "5", "-q", "-o", str(tmp_path / "p.jsonl")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "person 0" in out and "person 1" in out
+    items = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert sorted({i["Person"]["Index"] for i in items}) == [0, 1]
+    assert len(items) == 8 and all("Face" in i["Person"] for i in items)
+    for index in (0, 1):  # one Index keeps one place (the encoded still varies a little)
+        lefts = [i["Person"]["BoundingBox"]["Left"] for i in items if i["Person"]["Index"] == index]
+        assert len(lefts) == 4 and max(lefts) - min(lefts) < 0.002
+    code = main(["moderation", str(video), "--sample-rate", "5", "-q", "-o", str(tmp_path / "m.jsonl")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "nothing found" in out and (tmp_path / "m.jsonl").read_text() == ""
