@@ -220,6 +220,7 @@ class PersonTrackingAnalyzer:
         self.tracker = self._new_tracker()
         self.shot = 0
         self._track_of: dict[tuple[int, int], int] = {}
+        self._pending: list = []  # last frame's unconfirmed detections (row, box, embedding)
         self.tracks: dict[int, _TrackInfo] = {}
 
     def _new_tracker(self):
@@ -280,30 +281,59 @@ class PersonTrackingAnalyzer:
             if self.cuts.is_cut(frame, ts):
                 self.tracker.reset()
                 self.shot += 1
+                self._pending = []
             keep = det.class_ids == self.person_class
             people = sv.Detections(xyxy=det.boxes_xyxy[keep].astype(np.float32).reshape(-1, 4),
                                    confidence=det.scores[keep].astype(np.float32),
                                    class_id=det.class_ids[keep].astype(int))
             tracked = self.tracker.update(people)
-            ok = tracked.tracker_id >= 0 if tracked.tracker_id is not None else np.zeros(len(tracked), bool)
-            xyxy = tracked.xyxy[ok]
-            ids = tracked.tracker_id[ok]
-            conf = tracked.confidence[ok] if tracked.confidence is not None else np.full(len(ids), np.nan)
+            ids = (tracked.tracker_id if tracked.tracker_id is not None
+                   else np.full(len(tracked), -1)).astype(np.int64)
+            conf = (tracked.confidence if tracked.confidence is not None
+                    else np.ones(len(tracked), np.float32)).astype(np.float64)
+            # tracked boxes, and the unconfirmed ones that may seed a track next frame
+            wanted = (ids >= 0) | (conf >= TRACK_START_SCORE)
+            xyxy = tracked.xyxy[wanted]
+            ids, conf = ids[wanted], conf[wanted]
             faces, embs = self._faces(frame, xyxy)
             h, w = frame.shape[:2]
+            pending, self._pending = self._pending, []
             for box, tid, c, face, emb in zip(xyxy, ids, conf, faces, embs):
-                key = (self.shot, int(tid))
-                track = self._track_of.setdefault(key, len(self._track_of))
-                info = self.tracks.get(track)
-                if info is None:
-                    info = self.tracks[track] = _TrackInfo(ts, ts, self.shot)
                 x1, y1, x2, y2 = (float(v) for v in box)
-                info.add(ts, np.array([x1 / w, y1 / h, x2 / w, y2 / h]), None if emb is None else np.asarray(emb, np.float64))
-                rows.append({
-                    "Timestamp": ts, "FrameNumber": int(index), "Index": track,
-                    "BoundingBox": {"Width": (x2 - x1) / w, "Height": (y2 - y1) / h, "Left": x1 / w, "Top": y1 / h},
-                    "Face": face, "Confidence": float(c) * 100.0, "Track": track, "Shot": self.shot})
+                ratio = np.array([x1 / w, y1 / h, x2 / w, y2 / h])
+                row = {"Timestamp": ts, "FrameNumber": int(index),
+                       "BoundingBox": {"Width": (x2 - x1) / w, "Height": (y2 - y1) / h, "Left": x1 / w, "Top": y1 / h},
+                       "Face": face, "Confidence": c * 100.0, "Shot": self.shot}
+                emb = None if emb is None else np.asarray(emb, np.float64)
+                if tid < 0:
+                    self._pending.append((row, ratio, emb))
+                    continue
+                key = (self.shot, int(tid))
+                track = self._track_of.get(key)
+                if track is None:
+                    track = self._track_of[key] = len(self._track_of)
+                    info = self.tracks[track] = _TrackInfo(ts, ts, self.shot)
+                    seed = self._seed(pending, ratio)
+                    if seed is not None:  # ByteTrack held this box back last frame, unconfirmed
+                        seed_row, seed_box, seed_emb = seed
+                        info.first_ms = seed_row["Timestamp"]
+                        info.add(seed_row["Timestamp"], seed_box, seed_emb)
+                        rows.append({**seed_row, "Index": track, "Track": track})
+                info = self.tracks[track]
+                info.add(ts, ratio, emb)
+                rows.append({**row, "Index": track, "Track": track})
         return pa.RecordBatch.from_pylist(rows, schema=self.schema)
+
+    @staticmethod
+    def _seed(pending: list, box: np.ndarray):
+        """The previous frame's unconfirmed detection a new track grew from: the best
+        overlap (IoU >= 0.3) among those not taken yet (taken ones are removed)."""
+        best, best_iou = None, STITCH_IOU
+        for k, (_, seed_box, _) in enumerate(pending):
+            v = _iou(seed_box, box)
+            if v >= best_iou:
+                best, best_iou = k, v
+        return None if best is None else pending.pop(best)
 
     # -- whole job -----------------------------------------------------------------------
     def finalize(self, table: pa.Table) -> pa.Table:
