@@ -375,7 +375,7 @@ def _parser(available: list[str]) -> argparse.ArgumentParser:
                        help="frames analysed per second of video (default 5)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     jobs = sub.add_parser("jobs", help="list the jobs in the rekolab home")
-    jobs.add_argument("--operation", help="faces, labels, celebrities, search (or a Start* name)")
+    jobs.add_argument("--operation", help="faces, labels, celebrities, search, moderation, persons (or a Start* name)")
     jobs.add_argument("--status", choices=["IN_PROGRESS", "SUCCEEDED", "FAILED"])
     show = sub.add_parser("show", help="show one job's record")
     show.add_argument("job_id")

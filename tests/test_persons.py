@@ -144,6 +144,8 @@ def test_pages_timeline_and_exports(run, tmp_path):
     items = persons(client, job_id)
     lanes = job.view().lanes()
     assert set(lanes.names) == {f"person {i}" for i in {p["Person"]["Index"] for p in items}}
+    assert lanes.lane_kind == "person"
+    assert job.timeline().children  # the ipywidgets timeline builds on these lanes
     coco = json.loads(job.to_coco(tmp_path / "coco", images=False).read_text())
     assert len(coco["annotations"]) == len(items) and coco["categories"][0]["name"] == "person"
     lines = job.to_jsonl(tmp_path / "p.jsonl").read_text().splitlines()
