@@ -298,3 +298,20 @@ def test_clip_path_with_random_weights(media, tmp_path_factory, monkeypatch):
     validate_response("DetectModerationLabels", r)
     assert r["ModerationLabels"][0] == {"Confidence": 80.0, "Name": "Violence", "ParentName": "", "TaxonomyLevel": 1}
     assert r["ContentTypes"] == [{"Confidence": 70.0, "Name": "Animated"}]
+
+
+def test_no_clip_download_unless_named(monkeypatch, models_dir):
+    """Online, with no CLIP configured: moderation runs NudeNet and does not even probe
+    the hub; naming CLIP (here: Models=["CLIP"]) is what allows a download."""
+    from rekolab.analysis import labels as L
+
+    monkeypatch.delenv("REKOLAB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    probes = []
+    monkeypatch.setattr(L, "_host_reachable", lambda url: probes.append(url) or "unreachable (test)")
+    an = M.ContentModerationAnalyzer({})
+    assert an.clip is None and probes == []
+    assert "no download tried" in an.models()["Clip"]["Reason"]
+    with pytest.raises(M.ModerationModelsUnavailable, match="CLIP was requested"):
+        M.ContentModerationAnalyzer({"Models": ["CLIP"]})
+    assert len(probes) == 1  # asked for by name: the download was tried (and found no hub)

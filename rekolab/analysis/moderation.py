@@ -10,7 +10,9 @@ Two signals, each for the part of the taxonomy it can see (docs/moderation.md):
   ``Instances``. Classes with no Rekognition counterpart (covered parts, faces,
   feet, belly, armpits) are not reported.
 * **CLIP** (open_clip zero-shot, :func:`rekolab.analysis.labels.load_clip`: only when a
-  CLIP model can be had here, as for label detection) scores the labels of the other
+  CLIP model is configured here (``ClipModel``, ``REKOLAB_CLIP_*``,
+  ``REKOLAB_MODEL_DIR/clip/<arch>/``, an earlier download); it is downloaded only when
+  the request names it (``ClipModel`` or ``Models=["CLIP"]``)) scores the labels of the other
   top-level categories that have prompts in ``data/moderation/taxonomy.csv``
   (Violence, Visually Disturbing, Drugs & Tobacco, Alcohol, Rude Gestures, Gambling,
   Hate Symbols), and ContentTypes (Animated, Illustrated) from
@@ -199,7 +201,9 @@ class ContentModerationAnalyzer:
 
         self.clip = clip
         if self.clip is None and "CLIP" in wanted:
-            self.clip, info = load_clip(params)
+            # CLIP when one is configured (a local file, REKOLAB_CLIP_*, an earlier download);
+            # a fresh download only when the request asks for CLIP by name
+            self.clip, info = load_clip(params, download=required["CLIP"])
         elif self.clip is not None:
             info = {"Ran": True, "Model": self.clip.id}
         else:
