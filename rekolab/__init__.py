@@ -18,6 +18,7 @@ from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
 from .api import detect_text, start_segment_detection, start_text_detection
+from .api import detect_moderation_labels, start_content_moderation, start_person_tracking
 from .client import Client, client
 from .errors import ClientError, ParamValidationError
 from .widgets import live_view
@@ -44,4 +45,7 @@ __all__ = [
     "start_label_detection",
     "start_segment_detection",
     "start_text_detection",
+    "start_content_moderation",
+    "detect_moderation_labels",
+    "start_person_tracking",
 ]

@@ -417,6 +417,29 @@ def start_label_detection(video, min_confidence: float | None = None, settings: 
 __all__ += ["start_label_detection"]
 
 
+# -- content moderation (rekolab/analysis/moderation.py) --------------------------------
+def start_content_moderation(video, min_confidence: float | None = None, *, sample_rate: float | None = None,
+                             client_request_token: str | None = None, job_tag: str | None = None,
+                             notification_channel: dict | None = None, models: list[str] | None = None,
+                             clip_model: dict | None = None, client: Client | None = None) -> Job:
+    """Start content moderation on a video and return its :class:`Job` at once.
+
+    ``min_confidence``: 0-100 (default 50); ``models``: ``["NUDENET"]``, ``["CLIP"]`` or
+    both (default: every model that can run here); ``clip_model``: ``{"Arch",
+    "Pretrained", "Checkpoint"}`` as for label detection.
+
+        job = rk.start_content_moderation("clip.mp4")
+        job.to_pandas()              # Timestamp, Name, ParentName, TaxonomyLevel, Confidence, ...
+        job.models["Categories"]     # which categories ran, and why the others did not
+    """
+    client = client or default_client()
+    r = client.start_content_moderation(**_params(
+        Video=video_param(video), MinConfidence=min_confidence, SampleRate=sample_rate,
+        ClientRequestToken=client_request_token, JobTag=job_tag, NotificationChannel=notification_channel,
+        Models=None if models is None else list(models), ClipModel=clip_model))
+    return Job(r["JobId"], client)
+
+
 # -- segment detection (rekolab/analysis/segments.py) -----------------------------------
 def start_segment_detection(video, segment_types: list[str] | tuple[str, ...] = ("TECHNICAL_CUE", "SHOT"),
                             filters: dict | None = None, *, shot_min_confidence: float | None = None,
@@ -541,3 +564,35 @@ def detect_text(image, min_confidence: float | None = None, *, filters: dict | N
 
 
 __all__ += ["start_segment_detection", "start_text_detection", "detect_text"]
+
+
+def detect_moderation_labels(image, min_confidence: float | None = None, *, models: list[str] | None = None,
+                             clip_model: dict | None = None, client: Client | None = None) -> dict:
+    """DetectModerationLabels on one image: a path, bytes, ``s3://`` URL, PIL image or
+    RGB ``ndarray``; returns the response (``ModerationLabels``, ``ModerationModelVersion``)."""
+    client = client or default_client()
+    return client.detect_moderation_labels(**_params(
+        Image=_image_bytes(image), MinConfidence=min_confidence,
+        Models=None if models is None else list(models), ClipModel=clip_model))
+
+
+__all__ += ["start_content_moderation", "detect_moderation_labels"]
+
+
+# -- person tracking (rekolab/analysis/persons.py) ---------------------------------------
+def start_person_tracking(video, *, sample_rate: float | None = None, client_request_token: str | None = None,
+                          job_tag: str | None = None, notification_channel: dict | None = None,
+                          client: Client | None = None) -> Job:
+    """Start person tracking on a video and return its :class:`Job` at once.
+
+        job = rk.start_person_tracking("clip.mp4", sample_rate=5)
+        job.to_pandas()   # Timestamp, Index, BoundingBox, Face, ...
+    """
+    client = client or default_client()
+    r = client.start_person_tracking(**_params(
+        Video=video_param(video), SampleRate=sample_rate, ClientRequestToken=client_request_token,
+        JobTag=job_tag, NotificationChannel=notification_channel))
+    return Job(r["JobId"], client)
+
+
+__all__ += ["start_person_tracking"]

@@ -12,6 +12,8 @@
     rekolab search VIDEO|FOLDER --collection cast [--threshold 80]
     rekolab segments VIDEO|FOLDER [--types SHOT TECHNICAL_CUE] [--min-confidence 50] [--black-threshold 0.2]
     rekolab text VIDEO|FOLDER [--min-confidence 80] [--region LEFT,TOP,WIDTH,HEIGHT]
+    rekolab moderation VIDEO|FOLDER [--min-confidence 50] [--models NUDENET CLIP]
+    rekolab persons VIDEO|FOLDER [--sample-rate 5]
 
 (``rekolab COMMAND --help`` shows a command's options).
 
@@ -184,6 +186,19 @@ def _text_start(rk, args, video):
             regions.append({"BoundingBox": {"Left": left, "Top": top, "Width": width, "Height": height}})
     return rk.start_text_detection(video, args.min_confidence, regions_of_interest=regions,
                                    sample_rate=args.sample_rate)
+def _moderation_args(p):
+    p.add_argument("--min-confidence", type=float, default=None, help="MinConfidence 0-100 (default 50)")
+    p.add_argument("--models", nargs="+", choices=["NUDENET", "CLIP"], default=None,
+                   help="which models to run (default: every one that can run here)")
+
+
+def _moderation_start(rk, args, video):
+    return rk.start_content_moderation(video, min_confidence=args.min_confidence, models=args.models,
+                                       sample_rate=args.sample_rate)
+
+
+def _persons_start(rk, args, video):
+    return rk.start_person_tracking(video, sample_rate=args.sample_rate)
 
 
 #: command -> (help, the notebook verb it runs, add-arguments, start, summary)
@@ -200,6 +215,10 @@ OPERATIONS: dict[str, tuple] = {
                  "start_segment_detection", _segments_args, _segments_start, _segment_summary),
     "text": ("detect text lines and words in a video (StartTextDetection)", "start_text_detection",
              _text_args, _text_start, _lane_summary),
+    "moderation": ("find unsafe content in a video (StartContentModeration)", "start_content_moderation",
+                   _moderation_args, _moderation_start, _lane_summary),
+    "persons": ("track people through a video (StartPersonTracking)", "start_person_tracking",
+                lambda p: None, _persons_start, _lane_summary),
 }
 
 
@@ -306,7 +325,8 @@ def _jobs(args) -> int:
 def _operation_name(name: str) -> str:
     names = {"faces": "StartFaceDetection", "labels": "StartLabelDetection",
              "celebrities": "StartCelebrityRecognition", "search": "StartFaceSearch",
-             "segments": "StartSegmentDetection", "text": "StartTextDetection"}
+             "segments": "StartSegmentDetection", "text": "StartTextDetection",
+             "moderation": "StartContentModeration", "persons": "StartPersonTracking"}
     return names.get(name, name if name.startswith("Start") else "Start" + name)
 
 
@@ -426,7 +446,7 @@ def _parser(available: list[str]) -> argparse.ArgumentParser:
                        help="frames analysed per second of video (default 5)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     jobs = sub.add_parser("jobs", help="list the jobs in the rekolab home")
-    jobs.add_argument("--operation", help="faces, labels, celebrities, search (or a Start* name)")
+    jobs.add_argument("--operation", help="faces, labels, celebrities, search, moderation, persons (or a Start* name)")
     jobs.add_argument("--status", choices=["IN_PROGRESS", "SUCCEEDED", "FAILED"])
     show = sub.add_parser("show", help="show one job's record")
     show.add_argument("job_id")

@@ -528,6 +528,79 @@ def _client_meta(region_name: str | None, endpoint_url: str | None, config):
     return ClientMeta(HierarchicalEmitter(), client_config, endpoint_url or "rekolab://in-process",
                       service_model(), dict(_METHOD_TO_API), "aws")
 
+    # -- content moderation (rekolab/analysis/moderation.py, results/moderation.py) -------
+    @_operation("StartContentModeration")
+    def start_content_moderation(self, **kwargs) -> dict:
+        """StartContentModeration: NudeNet for the nudity branch of the v7 taxonomy, CLIP
+        zero-shot for the other categories when a CLIP model can run (docs/moderation.md).
+        Extensions: ``SampleRate`` (default 5), ``Models`` (``["NUDENET", "CLIP"]``; named =
+        required), ``ClipModel`` (``{Arch, Pretrained, Checkpoint}``)."""
+        from .analysis.moderation import check_start
+
+        request, token = parse_start("StartContentModeration", kwargs)
+        check_start(request.params)
+        return {"JobId": self.jobs.start(request, token, self.buckets)}
+
+    @_operation("GetContentModeration")
+    def get_content_moderation(self, **kwargs) -> dict:
+        """GetContentModeration: ``ModerationLabels[]``, SortBy TIMESTAMP (default) or NAME,
+        AggregateBy TIMESTAMPS (default) or SEGMENTS, ``ModerationModelVersion``,
+        ``GetRequestMetadata``."""
+        from .results.moderation import moderation_items, moderation_view
+
+        req = parse_get("GetContentModeration", kwargs)
+        sort_by = req.sort_by or "TIMESTAMP"
+        aggregate_by = req.aggregate_by or "TIMESTAMPS"
+        response = self._page(req, "StartContentModeration", moderation_items, "ModerationLabels",
+                              sort=moderation_view(sort_by, aggregate_by),
+                              options=f"SortBy={sort_by};AggregateBy={aggregate_by}")
+        version = self.jobs.record(req.job_id).models.get("ModerationModelVersion")
+        if version:
+            response["ModerationModelVersion"] = version
+        response["GetRequestMetadata"] = {"SortBy": sort_by, "AggregateBy": aggregate_by}
+        return response
+
+    @_operation("DetectModerationLabels")
+    def detect_moderation_labels(self, **kwargs) -> dict:
+        """DetectModerationLabels: the same models and mapping as StartContentModeration on
+        one image (Image.Bytes up to 5 MB or Image.S3Object, JPEG or PNG); MinConfidence
+        default 50. HumanLoopConfig and ProjectVersion (custom adapters) are refused.
+        Extensions: ``Models``, ``ClipModel``."""
+        from .analysis.moderation import detect_moderation_labels
+        from .errors import InvalidParameterException
+        from .images import load_image, normalize_image_request
+        from .requests import validate_request
+
+        op = "DetectModerationLabels"
+        kwargs = normalize_image_request(kwargs, op)
+        extensions = validate_request(op, kwargs)
+        for unsupported in ("HumanLoopConfig", "ProjectVersion"):
+            if unsupported in kwargs:
+                raise InvalidParameterException(
+                    f"{unsupported} is not supported by rekolab (no Amazon A2I human review or custom "
+                    "moderation adapters here); remove it", op)
+        bgr, _ = load_image(kwargs["Image"], self.buckets, op)
+        params = {**extensions, **({"MinConfidence": kwargs["MinConfidence"]} if "MinConfidence" in kwargs else {})}
+        return detect_moderation_labels(bgr, params)
+
+    # -- person tracking (rekolab/analysis/persons.py, results/persons.py) --------------
+    @_operation("StartPersonTracking")
+    def start_person_tracking(self, **kwargs) -> dict:
+        """StartPersonTracking: YOLOX person boxes tracked by ByteTrack, one Index per person
+        (face embeddings rejoin a person across cuts), the face inside each box as Face
+        (docs/persons.md). Extension: ``SampleRate`` (default 5)."""
+        return self._start("StartPersonTracking", kwargs)
+
+    @_operation("GetPersonTracking")
+    def get_person_tracking(self, **kwargs) -> dict:
+        """GetPersonTracking: ``Persons[]``, SortBy TIMESTAMP (default) or INDEX, pages of MaxResults."""
+        from .results.persons import person_items, sort_persons
+
+        req = parse_get("GetPersonTracking", kwargs)
+        sort_by = req.sort_by or "TIMESTAMP"
+        return self._page(req, "StartPersonTracking", person_items, "Persons",
+                          sort=None if sort_by == "TIMESTAMP" else sort_persons(sort_by),
+                          options=f"SortBy={sort_by}")
 
 _default: Client | None = None
 

@@ -43,6 +43,8 @@ GET_LIST_KEYS = {
     "StartFaceSearch": ("get_face_search", "Persons"),
     "StartSegmentDetection": ("get_segment_detection", "Segments"),
     "StartTextDetection": ("get_text_detection", "TextDetections"),
+    "StartContentModeration": ("get_content_moderation", "ModerationLabels"),
+    "StartPersonTracking": ("get_person_tracking", "Persons"),
 }
 
 

@@ -164,6 +164,15 @@ def _label_extension(name: str):
     return check
 
 
+# -- content moderation: StartContentModeration / DetectModerationLabels extensions --
+def _moderation_extension(name: str):
+    def check(v) -> str | None:
+        from .analysis.moderation import check_extension
+
+        return check_extension(name, v)
+    return check
+
+
 EXTENSIONS: dict[str, dict[str, Any]] = {
     "StartFaceDetection": {"SampleRate": _positive_rate},
     "StartLabelDetection": {"SampleRate": _positive_rate,
@@ -179,6 +188,11 @@ EXTENSIONS: dict[str, dict[str, Any]] = {
     "CreateStreamProcessor": {"SampleRate": _positive_rate},
     "StartStreamProcessor": {"Realtime": _stream_realtime, "Sinks": _stream_sinks,
                              "QueueSize": _stream_queue_size},
+    # -- content moderation and person tracking (analysis/moderation.py, analysis/persons.py) --
+    "StartContentModeration": {"SampleRate": _positive_rate,
+                               **{n: _moderation_extension(n) for n in ("Models", "ClipModel")}},
+    "DetectModerationLabels": {n: _moderation_extension(n) for n in ("Models", "ClipModel")},
+    "StartPersonTracking": {"SampleRate": _positive_rate},
 }
 
 

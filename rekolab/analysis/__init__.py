@@ -12,6 +12,8 @@ _ANALYZERS = {
     "StartLabelDetection": "rekolab.analysis.labels:LabelDetectionAnalyzer",
     "StartSegmentDetection": "rekolab.analysis.segments:SegmentDetectionAnalyzer",
     "StartTextDetection": "rekolab.analysis.text:TextDetectionAnalyzer",
+    "StartContentModeration": "rekolab.analysis.moderation:ContentModerationAnalyzer",
+    "StartPersonTracking": "rekolab.analysis.persons:PersonTrackingAnalyzer",
 }
 
 

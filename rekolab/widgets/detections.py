@@ -389,3 +389,19 @@ def _segments(table: pa.Table) -> pa.Table:
     nan = np.full(len(ts), np.nan)
     return build(ts, pa.nulls(len(ts), pa.int64()), lanes, lanes, conf,
                  {"Left": nan, "Top": nan, "Width": nan, "Height": nan}, rows)
+@register("StartContentModeration", "moderation label")
+def _moderation(table: pa.Table) -> pa.Table:
+    """Like labels: one box-less row per (frame, moderation label) for the lane, plus
+    one row per NudeNet box (drawn and exported). Lane and Category are the label Name."""
+    return _labels(table)
+
+
+@register("StartPersonTracking", "person")
+def _persons(table: pa.Table) -> pa.Table:
+    """One row per tracked person: lane ``person <Index>`` and category ``person``, the
+    body box, the detector's Confidence."""
+    n = table.num_rows
+    index = _num(table.column("Index"), np.int64, 0)
+    return build(_num(table.column("Timestamp"), np.int64, 0), _frame_numbers(table, n),
+                 [f"person {i}" for i in index], ["person"] * n, _num(table.column("Confidence")),
+                 _box_columns(table.column("BoundingBox")), np.arange(n))
