@@ -489,44 +489,6 @@ class Client:
         from .analysis.text import detect_text_image
 
         return detect_text_image(kwargs, self.buckets)
-# -- boto3 parity: meta, operation names, paginators ------------------------------------
-# boto3.client's own arguments that the in-process client accepts (and has no use for:
-# there is no connection, no signing).
-_BOTO3_ARGUMENTS = {"api_version", "use_ssl", "verify", "aws_access_key_id", "aws_secret_access_key",
-                    "aws_session_token", "aws_account_id"}
-
-
-def _operation_names() -> dict[str, str]:
-    from botocore import xform_name
-
-    from .requests import service_model
-
-    return {xform_name(op): op for op in service_model().operation_names}
-
-
-_METHOD_TO_API = _operation_names()
-
-
-@functools.lru_cache(maxsize=1)
-def _paginator_configs() -> dict:
-    import botocore.session
-
-    return botocore.session.get_session().get_paginator_model("rekognition")._paginator_config
-
-
-def _client_meta(region_name: str | None, endpoint_url: str | None, config):
-    """botocore's own ``ClientMeta``: region, service model, an event emitter."""
-    from botocore.client import ClientMeta
-    from botocore.config import Config
-    from botocore.hooks import HierarchicalEmitter
-
-    from .requests import service_model
-
-    region = (region_name or (config.region_name if config is not None else None)
-              or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
-    client_config = (config or Config()).merge(Config(region_name=region))
-    return ClientMeta(HierarchicalEmitter(), client_config, endpoint_url or "rekolab://in-process",
-                      service_model(), dict(_METHOD_TO_API), "aws")
 
     # -- content moderation (rekolab/analysis/moderation.py, results/moderation.py) -------
     @_operation("StartContentModeration")
@@ -601,6 +563,46 @@ def _client_meta(region_name: str | None, endpoint_url: str | None, config):
         return self._page(req, "StartPersonTracking", person_items, "Persons",
                           sort=None if sort_by == "TIMESTAMP" else sort_persons(sort_by),
                           options=f"SortBy={sort_by}")
+
+
+# -- boto3 parity: meta, operation names, paginators ------------------------------------
+# boto3.client's own arguments that the in-process client accepts (and has no use for:
+# there is no connection, no signing).
+_BOTO3_ARGUMENTS = {"api_version", "use_ssl", "verify", "aws_access_key_id", "aws_secret_access_key",
+                    "aws_session_token", "aws_account_id"}
+
+
+def _operation_names() -> dict[str, str]:
+    from botocore import xform_name
+
+    from .requests import service_model
+
+    return {xform_name(op): op for op in service_model().operation_names}
+
+
+_METHOD_TO_API = _operation_names()
+
+
+@functools.lru_cache(maxsize=1)
+def _paginator_configs() -> dict:
+    import botocore.session
+
+    return botocore.session.get_session().get_paginator_model("rekognition")._paginator_config
+
+
+def _client_meta(region_name: str | None, endpoint_url: str | None, config):
+    """botocore's own ``ClientMeta``: region, service model, an event emitter."""
+    from botocore.client import ClientMeta
+    from botocore.config import Config
+    from botocore.hooks import HierarchicalEmitter
+
+    from .requests import service_model
+
+    region = (region_name or (config.region_name if config is not None else None)
+              or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    client_config = (config or Config()).merge(Config(region_name=region))
+    return ClientMeta(HierarchicalEmitter(), client_config, endpoint_url or "rekolab://in-process",
+                      service_model(), dict(_METHOD_TO_API), "aws")
 
 _default: Client | None = None
 
