@@ -70,7 +70,8 @@ from . import store
 from .errors import (InvalidParameterException, ResourceAlreadyExistsException, ResourceNotFoundException,
                      ServiceQuotaExceededException)
 from .images import MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES, MIN_IMAGE_PIXELS, load_image
-from .results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS
+from .analysis.face_quality import QUALITY_BARS, face_quality, quality_reasons
+from .results.schema import BOUNDING_BOX
 
 __all__ = [
     "search_embeddings",
@@ -780,92 +781,9 @@ def add_faces(collection_id: str, embeddings: np.ndarray, faces: list[dict], ima
 
 
 # ============================================================================ IndexFaces quality
-
-
-#: QualityFilter bars. A face is filtered out with each reason whose test fails.
-#: Measured on ../shared/media: sharp, frontal stills read Confidence 74-89,
-#: Sharpness 30-94, Brightness 21-67, >= 96 px; the Hamilton clip's singer 71-86,
-#: 29-77, 34-41, ~80 px; its dark, blurred audience Sharpness 0-9, Brightness 3-17.
-#: ``min_side`` is the face box's shorter side in image pixels; ``quality`` bounds the
-#: combined score of :func:`face_quality`. AUTO uses the MEDIUM bar.
-QUALITY_BARS: dict[str, dict[str, float]] = {
-    "LOW":    {"confidence": 50, "min_side": 16, "sharpness": 2, "brightness": 5, "yaw": 80, "pitch": 60,
-               "quality": 0.10},
-    "MEDIUM": {"confidence": 60, "min_side": 24, "sharpness": 5, "brightness": 10, "yaw": 70, "pitch": 45,
-               "quality": 0.20},
-    "HIGH":   {"confidence": 70, "min_side": 40, "sharpness": 15, "brightness": 20, "yaw": 45, "pitch": 30,
-               "quality": 0.35},
-}
-QUALITY_BARS["AUTO"] = QUALITY_BARS["MEDIUM"]
-
-
-def face_quality(detail: dict, min_side_px: float) -> float:
-    """A 0..1 face quality: the geometric mean of detector confidence, sharpness
-    (saturating at 50), brightness (best between 25 and 75) and size (saturating
-    at a 64 px shorter side). Ranks faces for MaxFaces and gives LOW_FACE_QUALITY."""
-    q = detail.get("Quality", {})
-    terms = [
-        detail["Confidence"] / 100.0,
-        min(q.get("Sharpness", 0.0) / 50.0, 1.0),
-        min(q.get("Brightness", 0.0) / 25.0, (100.0 - q.get("Brightness", 0.0)) / 25.0, 1.0),
-        min(min_side_px / 64.0, 1.0),
-    ]
-    terms = np.clip(np.array(terms, dtype=np.float64), 1e-3, 1.0)
-    return float(np.exp(np.log(terms).mean()))
-
-
-def quality_reasons(detail: dict, min_side_px: float, level: str) -> list[str]:
-    """The UnindexedFaces ``Reasons`` for a face under QualityFilter ``level``."""
-    if level == "NONE":
-        return []
-    bar = QUALITY_BARS[level]
-    q = detail.get("Quality", {})
-    pose = detail.get("Pose", {})
-    reasons = []
-    if abs(pose.get("Yaw", 0.0)) > bar["yaw"] or abs(pose.get("Pitch", 0.0)) > bar["pitch"]:
-        reasons.append("EXTREME_POSE")
-    if q.get("Brightness", 100.0) < bar["brightness"]:
-        reasons.append("LOW_BRIGHTNESS")
-    if q.get("Sharpness", 100.0) < bar["sharpness"]:
-        reasons.append("LOW_SHARPNESS")
-    if detail["Confidence"] < bar["confidence"]:
-        reasons.append("LOW_CONFIDENCE")
-    if min_side_px < bar["min_side"]:
-        reasons.append("SMALL_BOUNDING_BOX")
-    if face_quality(detail, min_side_px) < bar["quality"]:
-        reasons.append("LOW_FACE_QUALITY")
-    return reasons
-
-
-_ATTRIBUTE_KEYS = {
-    "AGE_RANGE": "AgeRange", "BEARD": "Beard", "EMOTIONS": "Emotions", "EYE_DIRECTION": "EyeDirection",
-    "EYEGLASSES": "Eyeglasses", "EYES_OPEN": "EyesOpen", "GENDER": "Gender", "MOUTH_OPEN": "MouthOpen",
-    "MUSTACHE": "Mustache", "FACE_OCCLUDED": "FaceOccluded", "SMILE": "Smile", "SUNGLASSES": "Sunglasses",
-}
-
-def _wanted_keys(detection_attributes: list[str] | None) -> tuple[str, set[str] | None]:
-    """("DEFAULT"|"ALL" to compute, keys to keep or None for all computed)."""
-    attrs = set(detection_attributes or ["DEFAULT"])
-    if "ALL" in attrs:
-        return "ALL", None
-    extra = {_ATTRIBUTE_KEYS[a] for a in attrs if a in _ATTRIBUTE_KEYS}
-    if not extra:
-        return "DEFAULT", None
-    return "ALL", set(DEFAULT_FACE_KEYS) | extra
-
-
-def detect_faces(bgr: np.ndarray, detection_attributes: list[str] | None = None):
-    """Detect faces and describe them: (pack, boxes_px, scores, kps, FaceDetails)."""
-    from .analysis.face_attributes import describe_faces
-    from .models.faces import face_pack
-
-    pack = face_pack()
-    boxes, scores, kps = pack.detect(bgr)
-    compute, keep = _wanted_keys(detection_attributes)
-    details = describe_faces(bgr, boxes, kps, scores, pack.attributes, compute) if len(boxes) else []
-    if keep is not None:
-        details = [{k: v for k, v in d.items() if k in keep} for d in details]
-    return pack, boxes, scores, kps, details
+# QUALITY_BARS, face_quality, quality_reasons and detect_faces live in
+# rekolab/analysis/face_quality.py and rekolab/analysis/faces.py (shared with DetectFaces,
+# CompareFaces and StartFaceDetection); they are re-exported here.
 
 
 def index_faces(collection_id: str, bgr: np.ndarray, image_sha: str, external_image_id: str | None = None,
@@ -874,7 +792,9 @@ def index_faces(collection_id: str, bgr: np.ndarray, image_sha: str, external_im
     """IndexFaces on a decoded image: detect, filter, embed, store. Returns the response."""
     view = _view(collection_id, operation)
     _check_pack(view.manifest, None, operation)  # before loading any model
-    pack, boxes, scores, kps, details = detect_faces(bgr, detection_attributes)
+    from .analysis.faces import detect_faces
+
+    pack, boxes, scores, kps, details = detect_faces(bgr, detection_attributes or ["DEFAULT"])
     _check_pack(view.manifest, pack.version, operation)
     n = len(details)
     sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) if n else np.zeros(0)
@@ -915,7 +835,9 @@ def search_faces_by_image(collection_id: str, bgr: np.ndarray,
     the collection. ``InvalidParameterException`` when there is no such face."""
     view = _view(collection_id, operation)
     _check_pack(view.manifest, None, operation)
-    pack, boxes, scores, kps, details = detect_faces(bgr)
+    from .analysis.faces import detect_faces
+
+    pack, boxes, scores, kps, details = detect_faces(bgr, ["DEFAULT"])
     _check_pack(view.manifest, pack.version, operation)
     if not details:
         raise InvalidParameterException(
