@@ -370,6 +370,39 @@ def _commit(collection_id: str, manifest: dict) -> None:
             path.unlink(missing_ok=True)  # a temp file left by a writer that died
 
 
+# ============================================================================ users store
+# The Users API (rekolab/users.py) keeps its state in <collection>/users.json, written
+# atomically under the collection's lock like the manifest: {"Users": {UserId:
+# {"FaceIds": [...], "CreationTimestampMs": ...}}, "Tokens": {...}}.
+
+_USERS = "users.json"
+
+
+def read_users(collection_id: str) -> dict:
+    """The collection's users document (empty when it has no users file yet)."""
+    try:
+        return store.read_json(_dir(collection_id) / _USERS)
+    except FileNotFoundError:
+        return {"Users": {}, "Tokens": {}}
+
+
+def write_users(collection_id: str, doc: dict) -> None:
+    """Replace the users document (the caller holds the exclusive lock)."""
+    store.atomic_write_json(_dir(collection_id) / _USERS, doc)
+
+
+def _drop_user_faces(collection_id: str, face_ids: set[str]) -> None:
+    """Deleted faces leave their users (caller holds the exclusive lock)."""
+    doc = read_users(collection_id)
+    changed = False
+    for user in doc["Users"].values():
+        kept = [f for f in user["FaceIds"] if f not in face_ids]
+        if len(kept) != len(user["FaceIds"]):
+            user["FaceIds"], changed = kept, True
+    if changed:
+        write_users(collection_id, doc)
+
+
 def _merge_tail(collection_id: str, view: _View, manifest: dict) -> None:
     """Binary-counter merging: while the newest segment is at least as large as the one
     before it, merge the two (keeps ~log2 N segments)."""
@@ -525,7 +558,7 @@ def describe_collection(collection_id: str, operation: str | None = None) -> dic
         "FaceModelVersion": m["FaceModelVersion"],
         "CollectionARN": m["CollectionArn"],
         "CreationTimestamp": _dt.datetime.fromtimestamp(m["CreationTimestampMs"] / 1000, tz=_dt.timezone.utc),
-        "UserCount": 0,
+        "UserCount": len(read_users(collection_id)["Users"]),
     }
 
 
@@ -649,15 +682,21 @@ def list_faces(collection_id: str, max_results: int | None = None, next_token: s
     if face_ids is not None:
         keep = np.isin(ids, np.array(sorted(set(face_ids)), dtype=object))
         ids, seg_of, row_of = ids[keep], seg_of[keep], row_of[keep]
-    if user_id is not None:  # rekolab has no users (AssociateFaces): no face belongs to one
-        ids, seg_of, row_of = ids[:0], seg_of[:0], row_of[:0]
+    owner = {f: u for u, rec in read_users(collection_id)["Users"].items() for f in rec["FaceIds"]}
+    if user_id is not None:  # the faces associated with the user (AssociateFaces)
+        keep = np.isin(ids, np.array([f for f, u in owner.items() if u == user_id], dtype=object))
+        ids, seg_of, row_of = ids[keep], seg_of[keep], row_of[keep]
     start = 0
     if next_token:
         after = read_token(next_token, scope)
         after_id = str(uuid.UUID(int=after))
         start = int(np.searchsorted(ids.astype(str), after_id, side="right"))
     sel = range(start, min(start + limit, len(ids)))
-    out: dict[str, Any] = {"Faces": [view.face(view.segments[seg_of[i]], int(row_of[i])) for i in sel]}
+    faces = [view.face(view.segments[seg_of[i]], int(row_of[i])) for i in sel]
+    for face in faces:
+        if face["FaceId"] in owner:
+            face["UserId"] = owner[face["FaceId"]]
+    out: dict[str, Any] = {"Faces": faces}
     if start + limit < len(ids):
         out["NextToken"] = make_token(scope, uuid.UUID(ids[start + limit - 1]).int)
     out["FaceModelVersion"] = view.manifest["FaceModelVersion"]
@@ -685,6 +724,7 @@ def delete_faces(collection_id: str, face_ids: list[str], operation: str | None 
         if deleted:
             manifest["Segments"] = entries
             _commit(collection_id, manifest)
+            _drop_user_faces(collection_id, deleted)
     out: dict[str, Any] = {}
     done = [f for f in wanted if f in deleted]
     if done:  # the service model gives DeletedFaces at least 1 member: absent when none

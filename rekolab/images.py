@@ -45,28 +45,33 @@ MIN_IMAGE_PIXELS = 80                    # minimum image height and width
 MAX_IMAGE_PIXELS = {"DetectLabels": 10_000, "DetectModerationLabels": 10_000}
 
 
-def normalize_image_request(params: dict, operation: str) -> dict:
-    """``params`` with ``Image.Bytes`` as ``bytes`` (a new dict; ``params`` is not changed).
+def normalize_image_request(params: dict, operation: str, keys: tuple[str, ...] = ("Image",)) -> dict:
+    """``params`` with each ``<key>.Bytes`` as ``bytes`` (a new dict; ``params`` is not
+    changed). ``keys``: the Image members of the operation (CompareFaces has
+    ``SourceImage`` and ``TargetImage``).
 
     Converts as botocore does: ``bytearray`` -> ``bytes``, a file-like object -> what
     its ``read()`` returns, ``str`` -> its UTF-8 bytes. Anything else is left for the
     validator to refuse. Raises ``ImageTooLargeException`` over 5 MB (checked here,
     before botocore's length rule would call it an invalid parameter)."""
-    image = params.get("Image")
-    if not isinstance(image, dict) or "Bytes" not in image:
-        return params
-    data = image["Bytes"]
-    if not isinstance(data, (bytes, bytearray, str)) and hasattr(data, "read"):
-        data = data.read()
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    elif isinstance(data, bytearray):
-        data = bytes(data)
-    if isinstance(data, bytes) and len(data) > MAX_IMAGE_BYTES:
-        raise ImageTooLargeException(
-            f"Image size is too large: Image.Bytes is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} "
-            "bytes (5 MB). Pass a larger file as Image.S3Object (up to 15 MB) or downscale it", operation)
-    return dict(params, Image=dict(image, Bytes=data))
+    out = params
+    for key in keys:
+        image = params.get(key)
+        if not isinstance(image, dict) or "Bytes" not in image:
+            continue
+        data = image["Bytes"]
+        if not isinstance(data, (bytes, bytearray, str)) and hasattr(data, "read"):
+            data = data.read()
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif isinstance(data, bytearray):
+            data = bytes(data)
+        if isinstance(data, bytes) and len(data) > MAX_IMAGE_BYTES:
+            raise ImageTooLargeException(
+                f"Image size is too large: {key}.Bytes is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} "
+                "bytes (5 MB). Pass a larger file as S3Object (up to 15 MB) or downscale it", operation)
+        out = dict(out, **{key: dict(image, Bytes=data)})
+    return out
 
 
 def read_image(image: dict, buckets: dict[str, str], operation: str | None = None) -> bytes:

@@ -163,6 +163,8 @@ EXTENSIONS: dict[str, dict[str, Any]] = {
     "RecognizeCelebrities": {"MinConfidence": _min_confidence, "CelebrityGallery": _gallery_path},
     "GetCelebrityInfo": {"CelebrityGallery": _gallery_path},
     "StartFaceSearch": {"SampleRate": _positive_rate},
+    # -- DetectLabels: the StartLabelDetection model extensions (rekolab/analysis/image_labels.py) --
+    "DetectLabels": {n: _label_extension(n) for n in ("ExtraLabels", "Models", "ClipModel", "DetectorModel")},
     # -- stream processors (rekolab/streaming.py) --
     "CreateStreamProcessor": {"SampleRate": _positive_rate},
     "StartStreamProcessor": {"Realtime": _stream_realtime, "Sinks": _stream_sinks,
