@@ -17,6 +17,7 @@ from . import celebrities, errors, export
 from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream_processor,
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
+from .api import compare_faces, detect_faces, detect_labels
 from .client import Client, client
 from .errors import ClientError, ParamValidationError
 from .widgets import live_view
@@ -32,7 +33,10 @@ __all__ = [
     "StreamSession",
     "celebrities",
     "client",
+    "compare_faces",
     "create_stream_processor",
+    "detect_faces",
+    "detect_labels",
     "errors",
     "export",
     "live_view",
