@@ -6,13 +6,15 @@ video label job's ``Instances[]``.
 
 Method (:func:`dominant_colors`):
 
-1. the pixels are subsampled (nearest neighbour: no blended colours are made) to at most 128 x 128 and converted to CIELAB
-   (OpenCV, D65), where Euclidean distance approximates perceived difference;
+1. the pixels are subsampled (nearest neighbour: no blended colours are made) to at most
+   128 x 128 and converted to CIELAB (OpenCV, D65), where Euclidean distance approximates perceived difference;
 2. k-means (``cv2.kmeans``, k-means++ seeding, fixed RNG seed, so results repeat) groups
    them into up to 12 clusters;
-3. each cluster centre is snapped to the nearest of the 138 distinct CSS3 colours (CIE76
+3. clusters whose centres are less than 10 Delta E apart (barely distinguishable) are
+   merged, closest first, so one colour split by k-means counts once;
+4. each cluster centre is snapped to the nearest of the 138 distinct CSS3 colours (CIE76
    distance in CIELAB); clusters that snap to the same CSS colour are merged;
-4. ``PixelPercent`` is the share of the pixels in each CSS colour, largest first;
+5. ``PixelPercent`` is the share of the pixels in each CSS colour, largest first;
    ``Red/Green/Blue/HexCode`` are the CSS colour's own values (``"#2f4f4f"``), as
    Rekognition's responses show, ``CSSColor`` its name and ``SimplifiedColor`` one of
    :data:`SIMPLIFIED_COLORS` (by :func:`simplified_color`).
@@ -69,6 +71,8 @@ MAX_CLUSTERS = 12
 #: Colours given per detected instance (video label jobs and DetectLabels' Instances).
 INSTANCE_COLORS = 3
 _MAX_SIDE = 128
+#: Cluster centres closer than this (CIE76 Delta E) are one colour.
+MERGE_DELTA_E = 10.0
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -174,6 +178,7 @@ def dominant_colors(rgb: np.ndarray, max_colors: int = 10, mask: np.ndarray | No
         _, labels, centers = cv2.kmeans(lab, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
         labels = labels.ravel()
     counts = np.bincount(labels, minlength=len(centers)).astype(np.float64)
+    centers, counts = _merge_close(np.asarray(centers, np.float64), counts)
     css = nearest_css_color(centers)
     share: dict[int, float] = {}
     for c, n in zip(css.tolist(), counts.tolist()):
@@ -182,6 +187,24 @@ def dominant_colors(rgb: np.ndarray, max_colors: int = 10, mask: np.ndarray | No
     total = float(counts.sum())
     ranked = sorted(share.items(), key=lambda t: (-t[1], t[0]))[:max_colors]
     return [_color(c, n / total) for c, n in ranked]
+
+
+def _merge_close(centers: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the two closest cluster centres (count-weighted mean) while they are less than
+    :data:`MERGE_DELTA_E` apart: k-means splits one colour into several clusters, whose
+    centres would otherwise snap to neighbouring CSS colours."""
+    centers, counts = centers[counts > 0], counts[counts > 0]
+    while len(centers) > 1:
+        d = np.sqrt(((centers[:, None, :] - centers[None, :, :]) ** 2).sum(-1))
+        np.fill_diagonal(d, np.inf)
+        i, j = np.unravel_index(int(d.argmin()), d.shape)
+        if d[i, j] >= MERGE_DELTA_E:
+            break
+        w = counts[i] + counts[j]
+        centers[i] = (centers[i] * counts[i] + centers[j] * counts[j]) / w
+        counts[i] = w
+        centers, counts = np.delete(centers, j, 0), np.delete(counts, j)
+    return centers, counts
 
 
 def box_colors(rgb: np.ndarray, box: dict, max_colors: int = INSTANCE_COLORS) -> list[dict]:
