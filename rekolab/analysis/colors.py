@@ -9,7 +9,7 @@ Method (:func:`dominant_colors`):
 1. the pixels are subsampled (nearest neighbour: no blended colours are made) to at most
    128 x 128 and converted to CIELAB (OpenCV, D65), where Euclidean distance approximates perceived difference;
 2. k-means (``cv2.kmeans``, k-means++ seeding, fixed RNG seed, so results repeat) groups
-   them into up to 12 clusters;
+   them into up to 12 clusters (an instance's box: up to 6, at most 48 x 48 pixels);
 3. clusters whose centres are less than 10 Delta E apart (barely distinguishable) are
    merged, closest first, so one colour split by k-means counts once;
 4. each cluster centre is snapped to the nearest of the 138 distinct CSS3 colours (CIE76
@@ -71,6 +71,7 @@ MAX_CLUSTERS = 12
 #: Colours given per detected instance (video label jobs and DetectLabels' Instances).
 INSTANCE_COLORS = 3
 _MAX_SIDE = 128
+_INSTANCE_SIDE = 48
 #: Cluster centres closer than this (CIE76 Delta E) are one colour.
 MERGE_DELTA_E = 10.0
 
@@ -140,11 +141,11 @@ def _color(index: int, share: float) -> dict:
             "PixelPercent": float(100.0 * share)}
 
 
-def _resample(rgb: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _resample(rgb: np.ndarray, mask: np.ndarray | None, max_side: int) -> tuple[np.ndarray, np.ndarray | None]:
     import cv2
 
     h, w = rgb.shape[:2]
-    scale = min(1.0, _MAX_SIDE / max(h, w))
+    scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_NEAREST)
@@ -154,7 +155,7 @@ def _resample(rgb: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.
 
 
 def dominant_colors(rgb: np.ndarray, max_colors: int = 10, mask: np.ndarray | None = None,
-                    clusters: int = MAX_CLUSTERS) -> list[dict]:
+                    clusters: int = MAX_CLUSTERS, max_side: int = _MAX_SIDE) -> list[dict]:
     """Rekognition ``DominantColor`` dicts of an (H, W, 3) uint8 RGB image, largest share
     first, at most ``max_colors``; ``mask`` (H, W) bool selects the pixels counted
     (Foreground / Background). PixelPercent is the share of the selected pixels."""
@@ -163,19 +164,20 @@ def dominant_colors(rgb: np.ndarray, max_colors: int = 10, mask: np.ndarray | No
     if max_colors <= 0:
         return []
     rgb = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[..., :3])
-    rgb, mask = _resample(rgb, mask)
+    rgb, mask = _resample(rgb, mask, max_side)
     pixels = rgb.reshape(-1, 3) if mask is None else rgb[mask]
     if len(pixels) == 0:
         return []
     lab = rgb_to_lab(pixels).reshape(-1, 3).astype(np.float32)
-    k = int(min(clusters, len(np.unique(pixels, axis=0))))
+    packed = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8) | pixels[:, 2]
+    k = int(min(clusters, len(np.unique(packed))))
     if k <= 1:
         labels = np.zeros(len(lab), np.int32)
         centers = lab.mean(0, keepdims=True)
     else:
         cv2.setRNGSeed(12345)
-        criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 0.2)
-        _, labels, centers = cv2.kmeans(lab, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+        criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+        _, labels, centers = cv2.kmeans(lab, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
         labels = labels.ravel()
     counts = np.bincount(labels, minlength=len(centers)).astype(np.float64)
     centers, counts = _merge_close(np.asarray(centers, np.float64), counts)
@@ -217,4 +219,4 @@ def box_colors(rgb: np.ndarray, box: dict, max_colors: int = INSTANCE_COLORS) ->
     y1 = int(np.clip(np.ceil((box["Top"] + box["Height"]) * h), 0, h))
     if x1 <= x0 or y1 <= y0:
         return []
-    return dominant_colors(rgb[y0:y1, x0:x1], max_colors, clusters=6)
+    return dominant_colors(rgb[y0:y1, x0:x1], max_colors, clusters=6, max_side=_INSTANCE_SIDE)
