@@ -18,6 +18,7 @@ from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
 from .api import compare_faces, detect_faces, detect_labels
+from .api import detect_text, start_segment_detection, start_text_detection
 from .client import Client, client
 from .errors import ClientError, ParamValidationError
 from .widgets import live_view
@@ -37,6 +38,7 @@ __all__ = [
     "create_stream_processor",
     "detect_faces",
     "detect_labels",
+    "detect_text",
     "errors",
     "export",
     "live_view",
@@ -44,4 +46,6 @@ __all__ = [
     "start_face_detection",
     "start_face_search",
     "start_label_detection",
+    "start_segment_detection",
+    "start_text_detection",
 ]

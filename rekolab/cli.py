@@ -9,6 +9,8 @@
     rekolab labels VIDEO|FOLDER [--min-confidence 50] [--include Car Person] [--exclude Text]
     rekolab celebrities VIDEO|FOLDER [--gallery DIR] [--min-confidence 50]
     rekolab search VIDEO|FOLDER --collection cast [--threshold 80]
+    rekolab segments VIDEO|FOLDER [--types SHOT TECHNICAL_CUE] [--min-confidence 50] [--black-threshold 0.2]
+    rekolab text VIDEO|FOLDER [--min-confidence 80] [--region LEFT,TOP,WIDTH,HEIGHT]
 
     rekolab detect-faces|detect-labels PHOTO|FOLDER   # image operations (rekolab/cli_images.py)
     rekolab compare-faces SOURCE PHOTO|FOLDER
@@ -134,6 +136,58 @@ def _search_start(rk, args, video):
     return rk.start_face_search(video, args.collection, args.threshold, sample_rate=args.sample_rate)
 
 
+def _segments_args(p):
+    p.add_argument("--types", nargs="+", choices=["TECHNICAL_CUE", "SHOT"], default=["TECHNICAL_CUE", "SHOT"],
+                   help="SegmentTypes (default both)")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="MinSegmentConfidence 50-100 for shots and cues (default 50)")
+    p.add_argument("--black-threshold", type=float, default=None, help="BlackFrame.MaxPixelThreshold 0-1 (default 0.2)")
+    p.add_argument("--black-coverage", type=float, default=None,
+                   help="BlackFrame.MinCoveragePercentage 0-100 (default 99)")
+
+
+def _segments_start(rk, args, video):
+    return rk.start_segment_detection(video, args.types, shot_min_confidence=args.min_confidence,
+                                      cue_min_confidence=args.min_confidence,
+                                      black_max_pixel_threshold=args.black_threshold,
+                                      black_min_coverage_percentage=args.black_coverage)
+
+
+def _segment_summary(job) -> str:
+    """One line per segment: type, frames, SMPTE start-end, confidence."""
+    df = job.to_pandas()
+    if df.empty:
+        return "no segments"
+    lines = []
+    for row in df.itertuples():
+        kind = row.ShotSegment["Index"] if row.Type == "SHOT" else row.TechnicalCueSegment["Type"]
+        conf = (row.ShotSegment if row.Type == "SHOT" else row.TechnicalCueSegment)["Confidence"]
+        label = f"shot {kind}" if row.Type == "SHOT" else str(kind)
+        lines.append(f"{label:<16} frames {row.StartFrameNumber:>7}-{row.EndFrameNumber:<7} "
+                     f"{row.StartTimecodeSMPTE} - {row.EndTimecodeSMPTE}  {conf:5.1f}")
+    return "\n".join(lines)
+
+
+def _text_args(p):
+    p.add_argument("--min-confidence", type=float, default=None, help="WordFilter.MinConfidence 0-100 (default 80)")
+    p.add_argument("--region", action="append", metavar="LEFT,TOP,WIDTH,HEIGHT",
+                   help="a RegionsOfInterest box (ratios); repeat for more")
+
+
+def _text_start(rk, args, video):
+    regions = None
+    if args.region:
+        regions = []
+        for text in args.region:
+            try:
+                left, top, width, height = (float(v) for v in text.split(","))
+            except ValueError:
+                raise UsageError(f"--region {text!r}: give LEFT,TOP,WIDTH,HEIGHT as four ratios") from None
+            regions.append({"BoundingBox": {"Left": left, "Top": top, "Width": width, "Height": height}})
+    return rk.start_text_detection(video, args.min_confidence, regions_of_interest=regions,
+                                   sample_rate=args.sample_rate)
+
+
 #: command -> (help, the notebook verb it runs, add-arguments, start, summary)
 OPERATIONS: dict[str, tuple] = {
     "faces": ("detect faces in a video (StartFaceDetection)", "start_face_detection",
@@ -144,6 +198,10 @@ OPERATIONS: dict[str, tuple] = {
                     "start_celebrity_recognition", _celebrities_args, _celebrities_start, _lane_summary),
     "search": ("search a video's faces in a collection (StartFaceSearch)", "start_face_search",
                _search_args, _search_start, _lane_summary),
+    "segments": ("detect shots and technical cues on every frame (StartSegmentDetection)",
+                 "start_segment_detection", _segments_args, _segments_start, _segment_summary),
+    "text": ("detect text lines and words in a video (StartTextDetection)", "start_text_detection",
+             _text_args, _text_start, _lane_summary),
 }
 
 
@@ -249,7 +307,8 @@ def _jobs(args) -> int:
 
 def _operation_name(name: str) -> str:
     names = {"faces": "StartFaceDetection", "labels": "StartLabelDetection",
-             "celebrities": "StartCelebrityRecognition", "search": "StartFaceSearch"}
+             "celebrities": "StartCelebrityRecognition", "search": "StartFaceSearch",
+             "segments": "StartSegmentDetection", "text": "StartTextDetection"}
     return names.get(name, name if name.startswith("Start") else "Start" + name)
 
 

@@ -443,6 +443,64 @@ class Client:
         """ListTagsForResource: ``{Tags}``."""
         return self._tags_call("ListTagsForResource", kwargs).list_tags_for_resource(kwargs)
 
+    # -- segment detection (rekolab/analysis/segments.py, shots.py, results/segments.py) --
+    @_operation("StartSegmentDetection")
+    def start_segment_detection(self, **kwargs) -> dict:
+        """StartSegmentDetection: SHOT and TECHNICAL_CUE segments on every frame of the
+        video (see docs/segments.md). Filters are checked before the job starts."""
+        from .analysis.segments import check_start
+
+        request, token = parse_start("StartSegmentDetection", kwargs)
+        check_start(request.params)
+        return {"JobId": self.jobs.start(request, token, self.buckets)}
+
+    @_operation("GetSegmentDetection")
+    def get_segment_detection(self, **kwargs) -> dict:
+        """GetSegmentDetection: ``Segments[]`` in the order of the requested SegmentTypes,
+        each type by time; ``VideoMetadata`` and ``AudioMetadata`` lists and
+        ``SelectedSegmentTypes`` (with model versions) on every page."""
+        from .results.segments import segment_items
+
+        req = parse_get("GetSegmentDetection", kwargs)
+        response = self._page(req, "StartSegmentDetection", segment_items, "Segments")
+        record = self.jobs.record(req.job_id)
+        response["VideoMetadata"] = [response["VideoMetadata"]] if "VideoMetadata" in response else []
+        response["AudioMetadata"] = list(record.models.get("AudioMetadata", []))
+        response["SelectedSegmentTypes"] = list(record.models.get("SelectedSegmentTypes", []))
+        return response
+
+    # -- text detection (rekolab/analysis/text.py, models/ocr.py, results/text.py) --------
+    @_operation("StartTextDetection")
+    def start_text_detection(self, **kwargs) -> dict:
+        """StartTextDetection: PP-OCRv4 lines and words on the sampled frames (see
+        docs/text.md). Extension: ``SampleRate`` (frames analysed per second, default 5)."""
+        from .analysis.text import check_start
+
+        request, token = parse_start("StartTextDetection", kwargs)
+        check_start(request.params)
+        return {"JobId": self.jobs.start(request, token, self.buckets)}
+
+    @_operation("GetTextDetection")
+    def get_text_detection(self, **kwargs) -> dict:
+        """GetTextDetection: ``TextDetections[]`` by Timestamp (lines, then their
+        words, per frame), pages of MaxResults; ``TextModelVersion``."""
+        from .results.text import text_detection_items
+
+        req = parse_get("GetTextDetection", kwargs)
+        response = self._page(req, "StartTextDetection", text_detection_items, "TextDetections")
+        version = self.jobs.record(req.job_id).models.get("TextModelVersion")
+        if version:
+            response["TextModelVersion"] = version
+        return response
+
+    @_operation("DetectText")
+    def detect_text(self, **kwargs) -> dict:
+        """DetectText: lines and words of one image (Image.Bytes or Image.S3Object,
+        JPEG or PNG), the same OCR and Filters as StartTextDetection."""
+        from .analysis.text import detect_text_image
+
+        return detect_text_image(kwargs, self.buckets)
+
 
 _default: Client | None = None
 

@@ -41,6 +41,8 @@ GET_LIST_KEYS = {
     "StartLabelDetection": ("get_label_detection", "Labels"),
     "StartCelebrityRecognition": ("get_celebrity_recognition", "Celebrities"),
     "StartFaceSearch": ("get_face_search", "Persons"),
+    "StartSegmentDetection": ("get_segment_detection", "Segments"),
+    "StartTextDetection": ("get_text_detection", "TextDetections"),
 }
 
 

@@ -259,8 +259,12 @@ class JobManager:
         tmp = record.path / "results.parquet.part"
         try:
             analyzer = analyzer_for(record.operation, record.request)
+            # An analyzer that needs other frames than the sampled ones (segment
+            # detection: every frame) plans its own decode, before it says what ran.
+            own_plan = getattr(analyzer, "decode_plan", None)
+            plan = (own_plan(video.path) if own_plan is not None
+                    else plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE))
             record.models = analyzer.models()
-            plan = plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE)
             running.total = len(plan)
             record.sampled_frames = len(plan)
             meta = {b"rekolab": _json_bytes({

@@ -37,6 +37,7 @@ __all__ = [
     "parse_get",
     "EXTENSIONS",
     "DEFAULT_MAX_RESULTS",
+    "check_range",
 ]
 
 DEFAULT_MAX_RESULTS = 1000
@@ -107,6 +108,16 @@ def validate_shape_values(value: Any, shape, path: str) -> list[str]:
     return problems
 
 
+def check_range(value: Any, where: str, lo: float, hi: float, operation: str) -> float:
+    """``value`` as a float when it is a finite number in [lo, hi]; else
+    ``InvalidParameterException`` naming ``where`` (the field's request path)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidParameterException(f"{where} must be a number, not {value!r}", operation)
+    if not lo <= value <= hi:
+        raise InvalidParameterException(f"{where} is {value}; it must be from {lo:g} to {hi:g}", operation)
+    return float(value)
+
+
 # rekolab's extension parameters: name -> (python types, check, description).
 def _positive_rate(v) -> str | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 120:
@@ -165,6 +176,7 @@ EXTENSIONS: dict[str, dict[str, Any]] = {
     "StartFaceSearch": {"SampleRate": _positive_rate},
     # -- DetectLabels: the StartLabelDetection model extensions (rekolab/analysis/image_labels.py) --
     "DetectLabels": {n: _label_extension(n) for n in ("ExtraLabels", "Models", "ClipModel", "DetectorModel")},
+    "StartTextDetection": {"SampleRate": _positive_rate},
     # -- stream processors (rekolab/streaming.py) --
     "CreateStreamProcessor": {"SampleRate": _positive_rate},
     "StartStreamProcessor": {"Realtime": _stream_realtime, "Sinks": _stream_sinks,

@@ -10,6 +10,8 @@ _ANALYZERS = {
     "StartCelebrityRecognition": "rekolab.analysis.celebrities:CelebrityRecognitionAnalyzer",
     "StartFaceSearch": "rekolab.analysis.face_search:FaceSearchAnalyzer",
     "StartLabelDetection": "rekolab.analysis.labels:LabelDetectionAnalyzer",
+    "StartSegmentDetection": "rekolab.analysis.segments:SegmentDetectionAnalyzer",
+    "StartTextDetection": "rekolab.analysis.text:TextDetectionAnalyzer",
 }
 
 
