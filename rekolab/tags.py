@@ -50,7 +50,7 @@ def _update(arn: str, op: str, change) -> dict:
     """Apply ``change(tags) -> tags`` to the resource's tags atomically; return the new tags."""
     kind, rid = parse_arn(arn, op)
     if kind == "collection":
-        from . import collections as C
+        from . import collection_store as C
 
         with C._locked(rid, exclusive=True):
             try:

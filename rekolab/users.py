@@ -7,7 +7,7 @@ L2-normalised mean of its faces' embeddings; a user match's ``Similarity`` is
 vector (the calibration face search uses).
 
 State lives with the collection (``<collection>/users.json``, see
-:func:`rekolab.collections.read_users`) and every write holds the collection's
+:func:`rekolab.collection_store.read_users`) and every write holds the collection's
 exclusive ``fcntl`` lock, the one IndexFaces and DeleteFaces hold, so concurrent writers
 (threads or processes) lose nothing and a user never names a face that was deleted:
 DeleteFaces removes deleted faces from their users under the same lock.
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import collection_store as S
 from . import collections as C
 from .errors import (ConflictException, IdempotentParameterMismatchException, InvalidParameterException,
                      ResourceNotFoundException, ServiceQuotaExceededException)
@@ -62,9 +63,9 @@ def _write(collection_id: str, op: str, params: dict, work) -> dict:
     """Run ``work(doc, view) -> response`` under the collection's exclusive lock, with
     ClientRequestToken idempotency; save the document when it changed."""
     token = params.get("ClientRequestToken")
-    with C._locked(collection_id, exclusive=True):
-        view = C._read_view(collection_id, op)  # ResourceNotFoundException for an unknown collection
-        doc = C.read_users(collection_id)
+    with S._locked(collection_id, exclusive=True):
+        view = S._read_view(collection_id, op)  # ResourceNotFoundException for an unknown collection
+        doc = S.read_users(collection_id)
         key = f"{op}:{token}" if token else None
         if key and key in doc["Tokens"]:
             seen = doc["Tokens"][key]
@@ -82,7 +83,7 @@ def _write(collection_id: str, op: str, params: dict, work) -> dict:
                 for old in sorted(doc["Tokens"], key=lambda k: doc["Tokens"][k]["TimeMs"])[:-_KEPT_TOKENS]:
                     del doc["Tokens"][old]
         if key or json.dumps(doc["Users"], sort_keys=True) != before:
-            C.write_users(collection_id, doc)
+            S.write_users(collection_id, doc)
     return response
 
 
@@ -119,8 +120,8 @@ def list_users(params: dict, op: str = "ListUsers") -> dict:
     from .results import make_token, read_token
 
     cid = params["CollectionId"]
-    C._view(cid, op)  # ResourceNotFoundException
-    users = C.read_users(cid)["Users"]
+    S._view(cid, op)  # ResourceNotFoundException
+    users = S.read_users(cid)["Users"]
     ids = sorted(users)
     limit = int(params.get("MaxResults") or MAX_USERS)
     scope = C._token_scope("ListUsers", cid)
@@ -266,9 +267,9 @@ def search_users(params: dict, op: str = "SearchUsers") -> dict:
         raise InvalidParameterException("SearchUsers needs exactly one of FaceId or UserId", op)
     threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD))
     max_users = int(params.get("MaxUsers", MAX_USERS))
-    with C._locked(cid, exclusive=False):
-        view = C._read_view(cid, op)
-        doc = C.read_users(cid)
+    with S._locked(cid, exclusive=False):
+        view = S._read_view(cid, op)
+        doc = S.read_users(cid)
     C._check_pack(view.manifest, None, op)
     out: dict[str, Any] = {}
     if "FaceId" in params:
@@ -304,7 +305,7 @@ def search_users_by_image(params: dict, bgr: np.ndarray, op: str = "SearchUsersB
     threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD))
     max_users = int(params.get("MaxUsers", MAX_USERS))
     quality = params.get("QualityFilter", "NONE")
-    view = C._view(cid, op)
+    view = S._view(cid, op)
     C._check_pack(view.manifest, None, op)
     faces = detect_faces(bgr, ["DEFAULT"], max_faces=MAX_IMAGE_FACES)
     C._check_pack(view.manifest, faces.pack.version, op)
@@ -314,9 +315,9 @@ def search_users_by_image(params: dict, bgr: np.ndarray, op: str = "SearchUsersB
     if ok:
         i = ok[0]
         query = faces.pack.embed(bgr, faces.kps[i:i + 1])[0]
-        with C._locked(cid, exclusive=False):
-            view = C._read_view(cid, op)
-            doc = C.read_users(cid)
+        with S._locked(cid, exclusive=False):
+            view = S._read_view(cid, op)
+            doc = S.read_users(cid)
         out["UserMatches"] = _match_users(view, doc, query, threshold, max_users)
         out["SearchedFace"] = {"FaceDetail": faces.details[i]}
     unsearched = []
