@@ -17,6 +17,7 @@ from . import celebrities, errors, export
 from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream_processor,
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
+from .api import compare_faces, detect_faces, detect_labels
 from .api import detect_text, start_segment_detection, start_text_detection
 from .api import detect_moderation_labels, start_content_moderation, start_person_tracking
 from .client import Client, client
@@ -34,7 +35,10 @@ __all__ = [
     "StreamSession",
     "celebrities",
     "client",
+    "compare_faces",
     "create_stream_processor",
+    "detect_faces",
+    "detect_labels",
     "detect_text",
     "errors",
     "export",

@@ -212,10 +212,15 @@ def start_face_detection(video, face_attributes: str | None = None, *, sample_ra
 
 
 def image_param(image: Any) -> dict:
-    """A file path, image bytes, ``s3://bucket/key`` URL or Rekognition ``Image`` dict
-    -> an ``Image`` request member (a path is read and sent as ``Bytes``)."""
+    """A file path, image bytes, ``s3://bucket/key`` URL, Rekognition ``Image`` dict,
+    PIL image or numpy array (H x W gray, or H x W x 3/4 RGB(A), uint8) -> an ``Image``
+    request member (a path is read and sent as ``Bytes``; a PIL image or an array is
+    encoded as PNG)."""
     if isinstance(image, dict):
         return image
+    png = _png_bytes(image)
+    if png is not None:
+        return {"Bytes": png}
     if isinstance(image, (bytes, bytearray, memoryview)):
         return {"Bytes": bytes(image)}
     if isinstance(image, (str, os.PathLike)):
@@ -440,6 +445,136 @@ def start_content_moderation(video, min_confidence: float | None = None, *, samp
     return Job(r["JobId"], client)
 
 
+# -- image operations (rekolab/image_ops.py) ------------------------------------------------
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _png_bytes(image: Any) -> bytes | None:
+    """PNG bytes of a PIL image or an RGB(A)/gray uint8 numpy array; None for anything else."""
+    import io
+
+    import numpy as np
+
+    if hasattr(image, "save") and hasattr(image, "mode") and hasattr(image, "size"):  # PIL.Image.Image
+        buf = io.BytesIO()
+        (image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGB")).save(buf, format="PNG")
+        return buf.getvalue()
+    if isinstance(image, np.ndarray):
+        from .models import require
+
+        cv2 = require("cv2", "video")
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+            raise TypeError(f"an image array must be uint8 H x W, H x W x 3 (RGB) or H x W x 4 (RGBA), "
+                            f"not {arr.dtype} {arr.shape}")
+        if arr.ndim == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+        ok, buf = cv2.imencode(".png", arr)
+        return buf.tobytes()
+    return None
+
+
+def _image_inputs(images: Any) -> list[tuple[str, dict]]:
+    """(name, Image member) for one image, a list of them, or a folder (its JPEG/PNG files)."""
+    if isinstance(images, (list, tuple)):
+        out = []
+        for i, image in enumerate(images):
+            out += [(f"<{i}>" if name.startswith("<") else name, img) for name, img in _image_inputs(image)]
+        return out
+    if isinstance(images, (str, os.PathLike)) and not os.fspath(images).startswith("s3://"):
+        path = Path(images).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+            return [(str(p), image_param(p)) for p in files]
+        return [(str(images), image_param(images))]
+    if isinstance(images, str):
+        return [(images, image_param(images))]
+    if isinstance(images, dict):
+        s3 = images.get("S3Object")
+        return [(f"s3://{s3['Bucket']}/{s3['Name']}" if s3 else "<bytes>", images)]
+    return [(f"<{type(images).__name__}>", image_param(images))]
+
+
+def _frame(table: pa.Table, **attrs):
+    import pandas as pd
+
+    df = table.to_pandas(types_mapper=pd.ArrowDtype)
+    df.attrs.update(attrs)
+    return df
+
+
+def detect_faces(image, attributes: str | list[str] = "DEFAULT", *, client: Client | None = None):
+    """DetectFaces on a path, folder, PIL image, numpy array (RGB), bytes or ``Image``
+    dict (or a list of them): a DataFrame with one row per face, ``Image`` and the
+    FaceDetail columns of a face-detection job.
+
+        df = rk.detect_faces("photo.jpg", attributes="ALL")
+        df[["BoundingBox", "AgeRange", "Emotions"]]
+    """
+    client = client or default_client()
+    attrs = [attributes] if isinstance(attributes, str) else list(attributes)
+    from .results.images import faces_table
+
+    return _frame(faces_table([(name, client.detect_faces(Image=img, Attributes=attrs))
+                               for name, img in _image_inputs(image)]))
+
+
+def detect_labels(image, min_confidence: float | None = None, max_labels: int | None = None, *,
+                  features: list[str] | None = None, settings: dict | None = None,
+                  max_dominant_colors: int | None = None, extra_labels: list[str] | None = None,
+                  models: list[str] | None = None, client: Client | None = None):
+    """DetectLabels on one image (or a list / folder): a DataFrame with one row per label
+    (``Image``, Name, Confidence, Parents, Aliases, Categories, Instances), highest
+    confidence first per image. ``features=["GENERAL_LABELS", "IMAGE_PROPERTIES"]`` adds
+    image quality and colours: ``df.attrs["ImageProperties"]`` maps each image to its
+    ``ImageProperties``; ``df.attrs["LabelModelVersion"]`` says which models ran.
+
+        df = rk.detect_labels("street.jpg", min_confidence=60,
+                              features=["GENERAL_LABELS", "IMAGE_PROPERTIES"])
+    """
+    client = client or default_client()
+    settings = dict(settings or {})
+    if max_dominant_colors is not None:
+        settings["ImageProperties"] = {**settings.get("ImageProperties", {}), "MaxDominantColors": max_dominant_colors}
+    if settings.get("ImageProperties") and features is None:
+        features = ["GENERAL_LABELS", "IMAGE_PROPERTIES"]
+    from .results.images import labels_table
+
+    responses = [(name, client.detect_labels(**_params(
+        Image=img, MinConfidence=min_confidence, MaxLabels=max_labels, Features=features,
+        Settings=settings or None, ExtraLabels=None if extra_labels is None else list(extra_labels),
+        Models=None if models is None else list(models)))) for name, img in _image_inputs(image)]
+    versions = sorted({r["LabelModelVersion"] for _, r in responses if "LabelModelVersion" in r})
+    props = {name: r["ImageProperties"] for name, r in responses if "ImageProperties" in r}
+    return _frame(labels_table(responses), LabelModelVersion=versions[0] if len(versions) == 1 else versions,
+                  ImageProperties=props)
+
+
+def compare_faces(source, target, similarity_threshold: float | None = None, *,
+                  quality_filter: str | None = None, client: Client | None = None):
+    """CompareFaces: the largest face of ``source`` against every face of ``target`` (a
+    path, PIL image, array, bytes, or a list / folder of targets). One row per target
+    face: ``Image``, ``Matched``, ``Similarity`` (null when under the threshold, default
+    80), the face's box, confidence, landmarks, pose, quality; the source face's box is
+    ``SourceBoundingBox``.
+
+        rk.compare_faces("id_photo.jpg", "group.jpg")[["Matched", "Similarity", "BoundingBox"]]
+    """
+    client = client or default_client()
+    sources = _image_inputs(source)
+    if len(sources) != 1:
+        raise ValueError(f"source must be one image, not {len(sources)}")
+    src = sources[0][1]
+    from .results.images import compare_table
+
+    return _frame(compare_table([(name, client.compare_faces(**_params(
+        SourceImage=src, TargetImage=img, SimilarityThreshold=similarity_threshold,
+        QualityFilter=quality_filter))) for name, img in _image_inputs(target)]))
+
+
+__all__ += ["detect_faces", "detect_labels", "compare_faces"]
+
+
 # -- segment detection (rekolab/analysis/segments.py) -----------------------------------
 def start_segment_detection(video, segment_types: list[str] | tuple[str, ...] = ("TECHNICAL_CUE", "SHOT"),
                             filters: dict | None = None, *, shot_min_confidence: float | None = None,
@@ -514,27 +649,7 @@ def start_text_detection(video, min_confidence: float | None = None, *, filters:
 
 def _image_bytes(image: Any) -> dict:
     """A PIL image or an RGB uint8 numpy array (H, W, 3) -> ``{"Bytes": PNG}``; other
-    inputs as :func:`image_param`."""
-    if hasattr(image, "save") and hasattr(image, "mode"):  # PIL.Image.Image
-        import io
-
-        buf = io.BytesIO()
-        image.convert("RGB").save(buf, format="PNG")
-        return {"Bytes": buf.getvalue()}
-    if hasattr(image, "__array_interface__") and not isinstance(image, (bytes, bytearray)):
-        import numpy as np
-
-        from .models import require
-
-        arr = np.asarray(image)
-        if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
-            raise TypeError(f"an image array must be (H, W) or (H, W, 3) uint8 RGB, not {arr.shape} {arr.dtype}")
-        cv2 = require("cv2", "video")
-        bgr = arr if arr.ndim == 2 else np.ascontiguousarray(arr[:, :, 2::-1])
-        ok, png = cv2.imencode(".png", bgr)
-        if not ok:
-            raise ValueError("could not encode the array as PNG")
-        return {"Bytes": png.tobytes()}
+    inputs as :func:`image_param` (which does both)."""
     return image_param(image)
 
 

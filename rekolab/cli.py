@@ -15,6 +15,9 @@
     rekolab moderation VIDEO|FOLDER [--min-confidence 50] [--models NUDENET CLIP]
     rekolab persons VIDEO|FOLDER [--sample-rate 5]
 
+    rekolab detect-faces|detect-labels PHOTO|FOLDER   # image operations (rekolab/cli_images.py)
+    rekolab compare-faces SOURCE PHOTO|FOLDER
+
 (``rekolab COMMAND --help`` shows a command's options).
 
 A FOLDER runs one job per video file in it (sorted by name); ``-o`` is then a
@@ -478,6 +481,9 @@ def _parser(available: list[str]) -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", type=Path, required=True)
     plot.add_argument("--min-confidence", type=float, default=0.0)
     plot.add_argument("--max-lanes", type=int, default=30)
+    from . import cli_images  # detect-faces, detect-labels, compare-faces
+
+    cli_images.add_parsers(sub)
     return parser
 
 
@@ -486,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in OPERATIONS:
             return _run_operation(args, args.command)
+        if args.command in ("detect-faces", "detect-labels", "compare-faces"):
+            from . import cli_images
+
+            return cli_images.run(args)
         return {"jobs": _jobs, "show": _show, "export": _export, "plot": _plot,
                 "serve": _serve}[args.command](args)
     except UsageError as e:

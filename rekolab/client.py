@@ -432,6 +432,102 @@ class Client:
         """DeleteStreamProcessor: only a STOPPED or FAILED processor."""
         return self.stream_processors.delete(kwargs)
 
+    # -- image operations (rekolab/image_ops.py, analysis/faces.py, analysis/image_labels.py) --
+    @_operation("DetectFaces")
+    def detect_faces(self, **kwargs) -> dict:
+        """DetectFaces: ``{FaceDetails}`` of the 100 largest faces; ``Attributes``
+        DEFAULT (default), ALL, or named attributes (DEFAULT's keys plus those)."""
+        from . import image_ops
+
+        return image_ops.detect_faces(kwargs, self.buckets)
+
+    @_operation("CompareFaces")
+    def compare_faces(self, **kwargs) -> dict:
+        """CompareFaces: ``{SourceImageFace, FaceMatches, UnmatchedFaces}``;
+        SimilarityThreshold default 80, QualityFilter default NONE."""
+        from . import image_ops
+
+        return image_ops.compare_faces(kwargs, self.buckets)
+
+    @_operation("DetectLabels")
+    def detect_labels(self, **kwargs) -> dict:
+        """DetectLabels: ``Labels`` (GENERAL_LABELS) and ``ImageProperties``
+        (IMAGE_PROPERTIES); MinConfidence default 55, MaxLabels default 1000. Extensions
+        as StartLabelDetection: ``ExtraLabels``, ``Models``, ``ClipModel``, ``DetectorModel``."""
+        from . import image_ops
+
+        return image_ops.detect_labels(kwargs, self.buckets)
+
+    # -- users (rekolab/users.py) -------------------------------------------------------
+    @staticmethod
+    def _users_call(operation: str, kwargs: dict):
+        from . import users
+        from .requests import validate_request
+
+        validate_request(operation, kwargs)
+        return users
+
+    @_operation("CreateUser")
+    def create_user(self, **kwargs) -> dict:
+        """CreateUser: a user (no faces yet, status CREATED) in a collection."""
+        return self._users_call("CreateUser", kwargs).create_user(kwargs)
+
+    @_operation("DeleteUser")
+    def delete_user(self, **kwargs) -> dict:
+        """DeleteUser: its faces are disassociated and stay in the collection."""
+        return self._users_call("DeleteUser", kwargs).delete_user(kwargs)
+
+    @_operation("ListUsers")
+    def list_users(self, **kwargs) -> dict:
+        """ListUsers: ``{Users[{UserId, UserStatus}]}`` sorted by UserId, pages of MaxResults (default 500)."""
+        return self._users_call("ListUsers", kwargs).list_users(kwargs)
+
+    @_operation("AssociateFaces")
+    def associate_faces(self, **kwargs) -> dict:
+        """AssociateFaces: up to 100 faces per user; UserMatchThreshold default 75."""
+        return self._users_call("AssociateFaces", kwargs).associate_faces(kwargs)
+
+    @_operation("DisassociateFaces")
+    def disassociate_faces(self, **kwargs) -> dict:
+        """DisassociateFaces: ``{DisassociatedFaces, UnsuccessfulFaceDisassociations, UserStatus}``."""
+        return self._users_call("DisassociateFaces", kwargs).disassociate_faces(kwargs)
+
+    @_operation("SearchUsers")
+    def search_users(self, **kwargs) -> dict:
+        """SearchUsers by FaceId or UserId; UserMatchThreshold default 80."""
+        return self._users_call("SearchUsers", kwargs).search_users(kwargs)
+
+    @_operation("SearchUsersByImage")
+    def search_users_by_image(self, **kwargs) -> dict:
+        """SearchUsersByImage: the image's largest face against the users' vectors."""
+        from . import image_ops
+
+        return image_ops.search_users_by_image(kwargs, self.buckets)
+
+    # -- tags (rekolab/tags.py) ---------------------------------------------------------
+    @staticmethod
+    def _tags_call(operation: str, kwargs: dict):
+        from . import tags
+        from .requests import validate_request
+
+        validate_request(operation, kwargs)
+        return tags
+
+    @_operation("TagResource")
+    def tag_resource(self, **kwargs) -> dict:
+        """TagResource on a collection or stream processor ARN (at most 50 tags)."""
+        return self._tags_call("TagResource", kwargs).tag_resource(kwargs)
+
+    @_operation("UntagResource")
+    def untag_resource(self, **kwargs) -> dict:
+        """UntagResource: remove TagKeys (absent keys are ignored)."""
+        return self._tags_call("UntagResource", kwargs).untag_resource(kwargs)
+
+    @_operation("ListTagsForResource")
+    def list_tags_for_resource(self, **kwargs) -> dict:
+        """ListTagsForResource: ``{Tags}``."""
+        return self._tags_call("ListTagsForResource", kwargs).list_tags_for_resource(kwargs)
+
     # -- segment detection (rekolab/analysis/segments.py, shots.py, results/segments.py) --
     @_operation("StartSegmentDetection")
     def start_segment_detection(self, **kwargs) -> dict:

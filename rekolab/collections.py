@@ -1,5 +1,8 @@
 """Face collections: create, index, search, list, delete; persisted under the rekolab home.
 
+The store itself (paths, locks, segments, views, commits, the users document) is
+:mod:`rekolab.collection_store`; users are :mod:`rekolab.users`, tags :mod:`rekolab.tags`.
+
 Layout (one folder per collection)::
 
     <home>/collections/<CollectionId>/collection.json      the manifest (id, ARN, face model,
@@ -46,32 +49,27 @@ The contract the streaming processors use is :func:`search_embeddings` and
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import fcntl
 import functools
 import hashlib
-import io
-import json
 import os
 import shutil
-import threading
 import time
 import uuid
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from . import store
-from .errors import (InvalidParameterException, ResourceAlreadyExistsException, ResourceNotFoundException,
-                     ServiceQuotaExceededException)
-from .images import MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES, MIN_IMAGE_PIXELS, load_image
-from .models.faces import face_confidence, face_score
-from .results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS
+from .errors import InvalidParameterException, ResourceAlreadyExistsException, ServiceQuotaExceededException
+from .images import MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES, MIN_IMAGE_PIXELS, load_image  # noqa: F401 (re-exported)
+from .analysis.face_quality import QUALITY_BARS, face_quality, quality_reasons  # noqa: F401 (re-exported)
+from .results.schema import BOUNDING_BOX
+from .collection_store import (_MANIFEST, _SEGMENT_COLUMNS, _SEGMENTS, _VIEWS, _View, _cache_lock, _collection_id,
+                               _commit, _dir, _drop_user_faces, _locked, _merge_tail, _not_found, _read_view, _root,
+                               _segment_rows, _view, _write_segment, read_users)
 
 __all__ = [
     "search_embeddings",
@@ -97,52 +95,10 @@ MAX_COLLECTION_FACES = 20_000_000        # faces per collection (DG limits, maxi
 DEFAULT_LIST_RESULTS = 1000
 ARN_PREFIX = "arn:aws:rekognition:local:000000000000:collection/"
 
-_MANIFEST = "collection.json"
-
-
 #: Arrow schema of a ListFaces ``Face`` item (``rk.Collection.faces()``).
 FACE_LIST_SCHEMA = pa.schema([("FaceId", pa.string()), ("BoundingBox", BOUNDING_BOX), ("ImageId", pa.string()),
                               ("ExternalImageId", pa.string()), ("Confidence", pa.float64()),
                               ("IndexFacesModelVersion", pa.string())])
-
-
-# ============================================================================ paths and locks
-
-
-def _root() -> Path:
-    path = store.home() / "collections"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _folder_name(collection_id: str) -> str:
-    # The CollectionId pattern [a-zA-Z0-9_.\-]+ has no "/" but allows "." and "..".
-    return "%2E" + collection_id[1:] if collection_id.startswith(".") else collection_id
-
-
-def _collection_id(folder_name: str) -> str:
-    return "." + folder_name[3:] if folder_name.startswith("%2E") else folder_name
-
-
-def _dir(collection_id: str) -> Path:
-    return _root() / _folder_name(collection_id)
-
-
-@contextlib.contextmanager
-def _locked(collection_id: str, exclusive: bool) -> Iterator[None]:
-    """``fcntl.flock`` on the collection's lock file (works across processes and,
-    since each call opens its own file description, across threads)."""
-    locks = _root() / ".locks"
-    locks.mkdir(exist_ok=True)
-    fd = os.open(locks / (_folder_name(collection_id) + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
 
 
 def collection_arn(collection_id: str) -> str:
@@ -180,212 +136,6 @@ def _check_pack(manifest: dict, version: str | None, operation: str | None = Non
             f"{manifest['FaceModelVersion']!r}, but the face pack in use is {version!r}; embeddings of "
             f"different recognizers cannot be compared. Set REKOLAB_FACE_PACK={manifest['FaceModelVersion']} "
             "or index the faces into a new collection", operation or "rekolab")
-
-
-# ============================================================================ segments and views
-
-
-@dataclass
-class _Segment:
-    """One immutable segment: n faces, their metadata and a memory-mapped (n, D) matrix."""
-
-    name: str
-    embeddings: np.ndarray          # float32 (n, D), memory-mapped
-    face_ids: np.ndarray            # object (n,)
-    image_ids: np.ndarray           # object (n,)
-    external_ids: np.ndarray        # object (n,), None where absent
-    image_sha: np.ndarray           # object (n,)
-    boxes: np.ndarray               # float64 (n, 4): Width, Height, Left, Top
-    confidences: np.ndarray         # float64 (n,)
-
-    def __len__(self) -> int:
-        return len(self.face_ids)
-
-
-_SEGMENT_COLUMNS = ("FaceId", "ImageId", "ExternalImageId", "ImageSha", "Width", "Height", "Left", "Top",
-                    "Confidence")
-
-
-def _segment_table(rows: dict[str, list]) -> pa.Table:
-    s, f = pa.string(), pa.float64()
-    schema = pa.schema([("FaceId", s), ("ImageId", s), ("ExternalImageId", s), ("ImageSha", s),
-                        ("Width", f), ("Height", f), ("Left", f), ("Top", f), ("Confidence", f)])
-    return pa.table({k: rows[k] for k in _SEGMENT_COLUMNS}, schema=schema)
-
-
-def _write_segment(folder: Path, rows: dict[str, list], embeddings: np.ndarray) -> dict:
-    """Write a new segment's two files atomically; return its manifest entry."""
-    import pyarrow.parquet as pq
-
-    name = f"seg-{uuid.uuid4().hex}"
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(embeddings, dtype=np.float32))
-    store.atomic_write_bytes(folder / f"{name}.npy", buf.getvalue())
-    buf = io.BytesIO()
-    pq.write_table(_segment_table(rows), buf)
-    store.atomic_write_bytes(folder / f"{name}.parquet", buf.getvalue())
-    return {"Name": name, "Count": int(len(embeddings))}
-
-
-def _segment_rows(seg: _Segment, keep: np.ndarray | None = None) -> dict[str, list]:
-    idx = np.arange(len(seg)) if keep is None else keep
-    return {
-        "FaceId": seg.face_ids[idx].tolist(), "ImageId": seg.image_ids[idx].tolist(),
-        "ExternalImageId": seg.external_ids[idx].tolist(), "ImageSha": seg.image_sha[idx].tolist(),
-        "Width": seg.boxes[idx, 0].tolist(), "Height": seg.boxes[idx, 1].tolist(),
-        "Left": seg.boxes[idx, 2].tolist(), "Top": seg.boxes[idx, 3].tolist(),
-        "Confidence": seg.confidences[idx].tolist(),
-    }
-
-
-def _load_segment(folder: Path, name: str) -> _Segment:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(folder / f"{name}.parquet")
-    col = {k: table.column(k).to_numpy(zero_copy_only=False) for k in _SEGMENT_COLUMNS}
-    emb = np.load(folder / f"{name}.npy", mmap_mode="r")
-    boxes = np.stack([col["Width"], col["Height"], col["Left"], col["Top"]], axis=1).astype(np.float64)
-    return _Segment(name=name, embeddings=emb, face_ids=col["FaceId"].astype(object),
-                    image_ids=col["ImageId"].astype(object), external_ids=col["ExternalImageId"].astype(object),
-                    image_sha=col["ImageSha"].astype(object), boxes=boxes.reshape(-1, 4),
-                    confidences=col["Confidence"].astype(np.float64))
-
-
-@dataclass
-class _View:
-    """A consistent snapshot of a collection: its manifest and its loaded segments."""
-
-    key: bytes
-    manifest: dict
-    segments: list[_Segment]
-
-    @property
-    def count(self) -> int:
-        return sum(len(s) for s in self.segments)
-
-    @property
-    def collection_id(self) -> str:
-        return self.manifest["CollectionId"]
-
-    def face(self, seg: _Segment, i: int) -> dict:
-        """The Rekognition ``Face`` dict of row ``i`` of ``seg``."""
-        w, h, left, top = seg.boxes[i]
-        out = {"FaceId": seg.face_ids[i],
-               "BoundingBox": {"Width": float(w), "Height": float(h), "Left": float(left), "Top": float(top)},
-               "ImageId": seg.image_ids[i]}
-        if seg.external_ids[i] is not None:
-            out["ExternalImageId"] = seg.external_ids[i]
-        out["Confidence"] = float(seg.confidences[i])
-        out["IndexFacesModelVersion"] = self.manifest["IndexFacesModelVersion"]
-        return out
-
-    def find(self, face_id: str) -> tuple[_Segment, int] | None:
-        for seg in self.segments:
-            hits = np.flatnonzero(seg.face_ids == face_id)
-            if len(hits):
-                return seg, int(hits[0])
-        return None
-
-
-_cache_lock = threading.Lock()
-_VIEWS: dict[str, _View] = {}
-_SEGMENTS: dict[str, _Segment] = {}
-
-
-def _manifest_key(path: Path) -> bytes | None:
-    """The manifest's bytes (a few hundred): the same bytes name the same immutable
-    segments, so they identify a collection state exactly (no stat-time races).
-    ``os.replace`` makes the read see a whole old or a whole new manifest."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def _not_found(collection_id: str, operation: str | None = None):
-    return ResourceNotFoundException(
-        f"The collection id: {collection_id} does not exist. Create it with CreateCollection "
-        "(rk.Collection.create) first", operation or "rekolab")
-
-
-def _read_view(collection_id: str, operation: str | None = None) -> _View:
-    """Load the collection's current state. The caller holds its lock (shared or
-    exclusive), so every segment the manifest names exists while it is opened."""
-    folder = _dir(collection_id)
-    manifest_path = folder / _MANIFEST
-    key = _manifest_key(manifest_path)
-    if key is None:
-        raise _not_found(collection_id, operation)
-    cache_key = str(folder)
-    with _cache_lock:
-        view = _VIEWS.get(cache_key)
-        if view is not None and view.key == key:
-            return view
-    manifest = json.loads(key)
-    segments = []
-    for entry in manifest["Segments"]:
-        seg_key = f"{folder}/{entry['Name']}"
-        with _cache_lock:
-            seg = _SEGMENTS.get(seg_key)
-        if seg is None:
-            seg = _load_segment(folder, entry["Name"])
-        segments.append(seg)
-    view = _View(key=key, manifest=manifest, segments=segments)
-    with _cache_lock:
-        names = {f"{folder}/{s.name}" for s in segments}
-        for k in [k for k in _SEGMENTS if k.startswith(f"{folder}/") and k not in names]:
-            del _SEGMENTS[k]
-        for s in segments:
-            _SEGMENTS[f"{folder}/{s.name}"] = s
-        _VIEWS[cache_key] = view
-    return view
-
-
-def _view(collection_id: str, operation: str | None = None) -> _View:
-    """The collection's current state for a reader (cached while the manifest is unchanged)."""
-    folder = _dir(collection_id)
-    key = _manifest_key(folder / _MANIFEST)
-    if key is None:
-        raise _not_found(collection_id, operation)
-    with _cache_lock:
-        view = _VIEWS.get(str(folder))
-    if view is not None and view.key == key:
-        return view  # segments are immutable: a mapped one stays valid even once unlinked
-    with _locked(collection_id, exclusive=False):
-        return _read_view(collection_id, operation)
-
-
-def _commit(collection_id: str, manifest: dict) -> None:
-    """Replace the manifest atomically, then remove files no manifest names (caller
-    holds the exclusive lock)."""
-    folder = _dir(collection_id)
-    manifest["FaceCount"] = int(sum(s["Count"] for s in manifest["Segments"]))
-    store.atomic_write_json(folder / _MANIFEST, manifest)
-    live = {s["Name"] for s in manifest["Segments"]}
-    for path in folder.iterdir():
-        if path.name.startswith("seg-") and path.name.split(".")[0] not in live:
-            path.unlink(missing_ok=True)
-        elif path.name.startswith(".") and path.name.endswith(".tmp"):
-            path.unlink(missing_ok=True)  # a temp file left by a writer that died
-
-
-def _merge_tail(collection_id: str, view: _View, manifest: dict) -> None:
-    """Binary-counter merging: while the newest segment is at least as large as the one
-    before it, merge the two (keeps ~log2 N segments)."""
-    folder = _dir(collection_id)
-    entries = manifest["Segments"]
-    loaded = {s.name: s for s in view.segments}
-    while len(entries) >= 2 and entries[-1]["Count"] >= entries[-2]["Count"]:
-        a, b = (loaded.get(e["Name"]) for e in entries[-2:])
-        a = a if a is not None else _load_segment(folder, entries[-2]["Name"])
-        b = b if b is not None else _load_segment(folder, entries[-1]["Name"])
-        rows_a, rows_b = _segment_rows(a), _segment_rows(b)
-        rows = {k: rows_a[k] + rows_b[k] for k in _SEGMENT_COLUMNS}
-        emb = np.concatenate([np.asarray(a.embeddings), np.asarray(b.embeddings)])
-        entry = _write_segment(folder, rows, emb)
-        loaded[entry["Name"]] = _load_segment(folder, entry["Name"])
-        entries[-2:] = [entry]
 
 
 # ============================================================================ the contract
@@ -525,7 +275,7 @@ def describe_collection(collection_id: str, operation: str | None = None) -> dic
         "FaceModelVersion": m["FaceModelVersion"],
         "CollectionARN": m["CollectionArn"],
         "CreationTimestamp": _dt.datetime.fromtimestamp(m["CreationTimestampMs"] / 1000, tz=_dt.timezone.utc),
-        "UserCount": 0,
+        "UserCount": len(read_users(collection_id)["Users"]),
     }
 
 
@@ -649,15 +399,21 @@ def list_faces(collection_id: str, max_results: int | None = None, next_token: s
     if face_ids is not None:
         keep = np.isin(ids, np.array(sorted(set(face_ids)), dtype=object))
         ids, seg_of, row_of = ids[keep], seg_of[keep], row_of[keep]
-    if user_id is not None:  # rekolab has no users (AssociateFaces): no face belongs to one
-        ids, seg_of, row_of = ids[:0], seg_of[:0], row_of[:0]
+    owner = {f: u for u, rec in read_users(collection_id)["Users"].items() for f in rec["FaceIds"]}
+    if user_id is not None:  # the faces associated with the user (AssociateFaces)
+        keep = np.isin(ids, np.array([f for f, u in owner.items() if u == user_id], dtype=object))
+        ids, seg_of, row_of = ids[keep], seg_of[keep], row_of[keep]
     start = 0
     if next_token:
         after = read_token(next_token, scope)
         after_id = str(uuid.UUID(int=after))
         start = int(np.searchsorted(ids.astype(str), after_id, side="right"))
     sel = range(start, min(start + limit, len(ids)))
-    out: dict[str, Any] = {"Faces": [view.face(view.segments[seg_of[i]], int(row_of[i])) for i in sel]}
+    faces = [view.face(view.segments[seg_of[i]], int(row_of[i])) for i in sel]
+    for face in faces:
+        if face["FaceId"] in owner:
+            face["UserId"] = owner[face["FaceId"]]
+    out: dict[str, Any] = {"Faces": faces}
     if start + limit < len(ids):
         out["NextToken"] = make_token(scope, uuid.UUID(ids[start + limit - 1]).int)
     out["FaceModelVersion"] = view.manifest["FaceModelVersion"]
@@ -685,6 +441,7 @@ def delete_faces(collection_id: str, face_ids: list[str], operation: str | None 
         if deleted:
             manifest["Segments"] = entries
             _commit(collection_id, manifest)
+            _drop_user_faces(collection_id, deleted)
     out: dict[str, Any] = {}
     done = [f for f in wanted if f in deleted]
     if done:  # the service model gives DeletedFaces at least 1 member: absent when none
@@ -781,94 +538,9 @@ def add_faces(collection_id: str, embeddings: np.ndarray, faces: list[dict], ima
 
 
 # ============================================================================ IndexFaces quality
-
-
-#: QualityFilter bars. A face is filtered out with each reason whose test fails.
-#: Measured on ../shared/media: sharp, frontal stills have detector scores 0.74-0.89,
-#: Sharpness 30-94, Brightness 21-67, >= 96 px; the Hamilton clip's singer 71-86,
-#: 29-77, 34-41, ~80 px; its dark, blurred audience Sharpness 0-9, Brightness 3-17.
-#: ``min_side`` is the face box's shorter side in image pixels; ``quality`` bounds the
-#: combined score of :func:`face_quality`. AUTO uses the MEDIUM bar. The confidence
-#: bars are detector scores 0.5 / 0.6 / 0.7 put on the calibrated Confidence scale
-#: (models.faces.face_confidence: 22.3 / 77.7 / 97.7).
-QUALITY_BARS: dict[str, dict[str, float]] = {
-    "LOW":    {"confidence": float(face_confidence(0.5)), "min_side": 16, "sharpness": 2, "brightness": 5,
-               "yaw": 80, "pitch": 60, "quality": 0.10},
-    "MEDIUM": {"confidence": float(face_confidence(0.6)), "min_side": 24, "sharpness": 5, "brightness": 10,
-               "yaw": 70, "pitch": 45, "quality": 0.20},
-    "HIGH":   {"confidence": float(face_confidence(0.7)), "min_side": 40, "sharpness": 15, "brightness": 20,
-               "yaw": 45, "pitch": 30, "quality": 0.35},
-}
-QUALITY_BARS["AUTO"] = QUALITY_BARS["MEDIUM"]
-
-
-def face_quality(detail: dict, min_side_px: float) -> float:
-    """A 0..1 face quality: the geometric mean of detector confidence, sharpness
-    (saturating at 50), brightness (best between 25 and 75) and size (saturating
-    at a 64 px shorter side). Ranks faces for MaxFaces and gives LOW_FACE_QUALITY."""
-    q = detail.get("Quality", {})
-    terms = [
-        float(face_score(detail["Confidence"])),  # the detector's own score (Confidence is calibrated)
-        min(q.get("Sharpness", 0.0) / 50.0, 1.0),
-        min(q.get("Brightness", 0.0) / 25.0, (100.0 - q.get("Brightness", 0.0)) / 25.0, 1.0),
-        min(min_side_px / 64.0, 1.0),
-    ]
-    terms = np.clip(np.array(terms, dtype=np.float64), 1e-3, 1.0)
-    return float(np.exp(np.log(terms).mean()))
-
-
-def quality_reasons(detail: dict, min_side_px: float, level: str) -> list[str]:
-    """The UnindexedFaces ``Reasons`` for a face under QualityFilter ``level``."""
-    if level == "NONE":
-        return []
-    bar = QUALITY_BARS[level]
-    q = detail.get("Quality", {})
-    pose = detail.get("Pose", {})
-    reasons = []
-    if abs(pose.get("Yaw", 0.0)) > bar["yaw"] or abs(pose.get("Pitch", 0.0)) > bar["pitch"]:
-        reasons.append("EXTREME_POSE")
-    if q.get("Brightness", 100.0) < bar["brightness"]:
-        reasons.append("LOW_BRIGHTNESS")
-    if q.get("Sharpness", 100.0) < bar["sharpness"]:
-        reasons.append("LOW_SHARPNESS")
-    if detail["Confidence"] < bar["confidence"]:
-        reasons.append("LOW_CONFIDENCE")
-    if min_side_px < bar["min_side"]:
-        reasons.append("SMALL_BOUNDING_BOX")
-    if face_quality(detail, min_side_px) < bar["quality"]:
-        reasons.append("LOW_FACE_QUALITY")
-    return reasons
-
-
-_ATTRIBUTE_KEYS = {
-    "AGE_RANGE": "AgeRange", "BEARD": "Beard", "EMOTIONS": "Emotions", "EYE_DIRECTION": "EyeDirection",
-    "EYEGLASSES": "Eyeglasses", "EYES_OPEN": "EyesOpen", "GENDER": "Gender", "MOUTH_OPEN": "MouthOpen",
-    "MUSTACHE": "Mustache", "FACE_OCCLUDED": "FaceOccluded", "SMILE": "Smile", "SUNGLASSES": "Sunglasses",
-}
-
-def _wanted_keys(detection_attributes: list[str] | None) -> tuple[str, set[str] | None]:
-    """("DEFAULT"|"ALL" to compute, keys to keep or None for all computed)."""
-    attrs = set(detection_attributes or ["DEFAULT"])
-    if "ALL" in attrs:
-        return "ALL", None
-    extra = {_ATTRIBUTE_KEYS[a] for a in attrs if a in _ATTRIBUTE_KEYS}
-    if not extra:
-        return "DEFAULT", None
-    return "ALL", set(DEFAULT_FACE_KEYS) | extra
-
-
-def detect_faces(bgr: np.ndarray, detection_attributes: list[str] | None = None):
-    """Detect faces and describe them: (pack, boxes_px, scores, kps, FaceDetails)."""
-    from .analysis.face_attributes import describe_faces
-    from .models.faces import face_pack
-
-    pack = face_pack()
-    boxes, scores, kps = pack.detect(bgr)
-    compute, keep = _wanted_keys(detection_attributes)
-    details = describe_faces(bgr, boxes, kps, scores, pack.attributes, compute) if len(boxes) else []
-    if keep is not None:
-        details = [{k: v for k, v in d.items() if k in keep} for d in details]
-    return pack, boxes, scores, kps, details
+# QUALITY_BARS, face_quality, quality_reasons and detect_faces live in
+# rekolab/analysis/face_quality.py and rekolab/analysis/faces.py (shared with DetectFaces,
+# CompareFaces and StartFaceDetection); they are re-exported here.
 
 
 def index_faces(collection_id: str, bgr: np.ndarray, image_sha: str, external_image_id: str | None = None,
@@ -877,7 +549,9 @@ def index_faces(collection_id: str, bgr: np.ndarray, image_sha: str, external_im
     """IndexFaces on a decoded image: detect, filter, embed, store. Returns the response."""
     view = _view(collection_id, operation)
     _check_pack(view.manifest, None, operation)  # before loading any model
-    pack, boxes, scores, kps, details = detect_faces(bgr, detection_attributes)
+    from .analysis.faces import detect_faces
+
+    pack, boxes, scores, kps, details = detect_faces(bgr, detection_attributes or ["DEFAULT"])
     _check_pack(view.manifest, pack.version, operation)
     n = len(details)
     sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) if n else np.zeros(0)
@@ -918,7 +592,9 @@ def search_faces_by_image(collection_id: str, bgr: np.ndarray,
     the collection. ``InvalidParameterException`` when there is no such face."""
     view = _view(collection_id, operation)
     _check_pack(view.manifest, None, operation)
-    pack, boxes, scores, kps, details = detect_faces(bgr)
+    from .analysis.faces import detect_faces
+
+    pack, boxes, scores, kps, details = detect_faces(bgr, ["DEFAULT"])
     _check_pack(view.manifest, pack.version, operation)
     if not details:
         raise InvalidParameterException(

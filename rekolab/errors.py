@@ -30,6 +30,7 @@ __all__ = [
 # that rekolab can raise. Statuses from the Developer Guide's error-handling page.
 ERROR_CODES: dict[str, int] = {
     "AccessDeniedException": 400,
+    "ConflictException": 400,
     "IdempotentParameterMismatchException": 400,
     "ImageTooLargeException": 400,
     "InternalServerError": 500,
@@ -100,6 +101,7 @@ class Exceptions:
 
 # Module-level names, so `from rekolab.errors import ResourceNotFoundException` works.
 AccessDeniedException = _CLASSES["AccessDeniedException"]
+ConflictException = _CLASSES["ConflictException"]
 IdempotentParameterMismatchException = _CLASSES["IdempotentParameterMismatchException"]
 ImageTooLargeException = _CLASSES["ImageTooLargeException"]
 InternalServerError = _CLASSES["InternalServerError"]

@@ -1,7 +1,12 @@
 """Rekognition's image input, shared by IndexFaces, SearchFacesByImage and
 RecognizeCelebrities: ``Image`` is ``{"Bytes": ...}`` or ``{"S3Object": {Bucket,
 Name}}``, with the service's limits: ``Image.Bytes`` at most 5 MB, an S3 object at
-most 15 MB, JPEG or PNG only, at least 80 x 80 pixels.
+most 15 MB, JPEG or PNG only (by the file's signature, not its name), at least 80 x 80
+pixels, and at most 10000 x 10000 pixels for DetectLabels and DetectModerationLabels
+(``ImageTooLargeException``). A JPEG's EXIF orientation is applied when it is decoded
+(OpenCV's ``IMREAD_COLOR`` does it), and the limits are checked on the upright image;
+boxes are then ratios of the upright image, as Rekognition's are. ``OrientationCorrection``
+is never returned: Rekognition returns it only for its legacy model versions.
 
 ``Image.Bytes`` takes what botocore takes for a blob: ``bytes``, ``bytearray``, a
 file-like object (read once, from its current position) or ``str`` (sent as UTF-8).
@@ -25,6 +30,7 @@ __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_S3_IMAGE_BYTES",
     "MIN_IMAGE_PIXELS",
+    "MAX_IMAGE_PIXELS",
     "normalize_image_request",
     "read_image",
     "image_kind",
@@ -35,30 +41,37 @@ __all__ = [
 MAX_IMAGE_BYTES = 5 * 1024 * 1024        # Image.Bytes
 MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024    # Image.S3Object
 MIN_IMAGE_PIXELS = 80                    # minimum image height and width
+#: Maximum height and width, per operation (Developer Guide, "Guidelines and quotas").
+MAX_IMAGE_PIXELS = {"DetectLabels": 10_000, "DetectModerationLabels": 10_000}
 
 
-def normalize_image_request(params: dict, operation: str) -> dict:
-    """``params`` with ``Image.Bytes`` as ``bytes`` (a new dict; ``params`` is not changed).
+def normalize_image_request(params: dict, operation: str, keys: tuple[str, ...] = ("Image",)) -> dict:
+    """``params`` with each ``<key>.Bytes`` as ``bytes`` (a new dict; ``params`` is not
+    changed). ``keys``: the Image members of the operation (CompareFaces has
+    ``SourceImage`` and ``TargetImage``).
 
     Converts as botocore does: ``bytearray`` -> ``bytes``, a file-like object -> what
     its ``read()`` returns, ``str`` -> its UTF-8 bytes. Anything else is left for the
     validator to refuse. Raises ``ImageTooLargeException`` over 5 MB (checked here,
     before botocore's length rule would call it an invalid parameter)."""
-    image = params.get("Image")
-    if not isinstance(image, dict) or "Bytes" not in image:
-        return params
-    data = image["Bytes"]
-    if not isinstance(data, (bytes, bytearray, str)) and hasattr(data, "read"):
-        data = data.read()
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    elif isinstance(data, bytearray):
-        data = bytes(data)
-    if isinstance(data, bytes) and len(data) > MAX_IMAGE_BYTES:
-        raise ImageTooLargeException(
-            f"Image size is too large: Image.Bytes is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} "
-            "bytes (5 MB). Pass a larger file as Image.S3Object (up to 15 MB) or downscale it", operation)
-    return dict(params, Image=dict(image, Bytes=data))
+    out = params
+    for key in keys:
+        image = params.get(key)
+        if not isinstance(image, dict) or "Bytes" not in image:
+            continue
+        data = image["Bytes"]
+        if not isinstance(data, (bytes, bytearray, str)) and hasattr(data, "read"):
+            data = data.read()
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif isinstance(data, bytearray):
+            data = bytes(data)
+        if isinstance(data, bytes) and len(data) > MAX_IMAGE_BYTES:
+            raise ImageTooLargeException(
+                f"Image size is too large: {key}.Bytes is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} "
+                "bytes (5 MB). Pass a larger file as S3Object (up to 15 MB) or downscale it", operation)
+        out = dict(out, **{key: dict(image, Bytes=data)})
+    return out
 
 
 def read_image(image: dict, buckets: dict[str, str], operation: str | None = None) -> bytes:
@@ -140,4 +153,9 @@ def load_image(image: dict, buckets: dict[str, str], operation: str | None = Non
     if h < MIN_IMAGE_PIXELS or w < MIN_IMAGE_PIXELS:
         raise InvalidParameterException(
             f"The image is {w}x{h} pixels; height and width must be at least {MIN_IMAGE_PIXELS} pixels", op)
+    most = MAX_IMAGE_PIXELS.get(op)
+    if most is not None and (h > most or w > most):
+        raise ImageTooLargeException(
+            f"Image size is too large: the image is {w}x{h} pixels; {op} takes at most {most} pixels in "
+            "height and width. Downscale it", op)
     return bgr, hashlib.sha256(data).hexdigest()

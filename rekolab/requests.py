@@ -183,6 +183,8 @@ EXTENSIONS: dict[str, dict[str, Any]] = {
     "RecognizeCelebrities": {"MinConfidence": _min_confidence, "CelebrityGallery": _gallery_path},
     "GetCelebrityInfo": {"CelebrityGallery": _gallery_path},
     "StartFaceSearch": {"SampleRate": _positive_rate},
+    # -- DetectLabels: the StartLabelDetection model extensions (rekolab/analysis/image_labels.py) --
+    "DetectLabels": {n: _label_extension(n) for n in ("ExtraLabels", "Models", "ClipModel", "DetectorModel")},
     "StartTextDetection": {"SampleRate": _positive_rate},
     # -- stream processors (rekolab/streaming.py) --
     "CreateStreamProcessor": {"SampleRate": _positive_rate},

@@ -55,6 +55,7 @@ import pyarrow as pa
 from ..errors import InvalidParameterException
 from ..results.labels import LABELS_SCHEMA
 from ..video import FrameBatch
+from .colors import box_colors
 from .taxonomy import CATEGORIES, MAX_NAME_LENGTH, NAME_PATTERN, Taxonomy, TAXONOMY_CSV, user_labels_path
 
 __all__ = [
@@ -664,7 +665,8 @@ class LabelDetectionAnalyzer:
 
     def detect(self, frames_rgb) -> tuple[np.ndarray, list[dict[int, list[dict]]]]:
         """``(N, L)`` detector confidences and per-frame ``{label index: Instances}``
-        (boxes at or above MinConfidence, best first)."""
+        (boxes at or above MinConfidence, best first, each with the DominantColors of
+        its pixels: :func:`rekolab.analysis.colors.box_colors`)."""
         n, L = len(frames_rgb), len(self.labels)
         conf = np.zeros((n, L), np.float32)
         instances: list[dict[int, list[dict]]] = [{} for _ in range(n)]
@@ -677,10 +679,10 @@ class LabelDetectionAnalyzer:
                 if label < 0 or c < self.threshold:
                     continue
                 x1, y1, x2, y2 = (float(v) for v in box)
+                ratio_box = {"Width": (x2 - x1) / w, "Height": (y2 - y1) / h, "Left": x1 / w, "Top": y1 / h}
                 instances[k].setdefault(label, []).append({
-                    "BoundingBox": {"Width": (x2 - x1) / w, "Height": (y2 - y1) / h,
-                                    "Left": x1 / w, "Top": y1 / h},
-                    "Confidence": c})
+                    "BoundingBox": ratio_box, "Confidence": c,
+                    "DominantColors": box_colors(frames_rgb[k], ratio_box)})
                 conf[k, label] = max(conf[k, label], c)
         return conf, instances
 

@@ -11,7 +11,8 @@ The job's table has one row per (sampled frame, label)::
     Parents        list<struct<Name>>   all ancestors, nearest first (from the taxonomy)
     Aliases        list<struct<Name>>
     Categories     list<struct<Name>>
-    Instances      list<struct<BoundingBox, Confidence>>  detector boxes (only object labels)
+    Instances      list<struct<BoundingBox, Confidence, DominantColors>>  detector boxes (only
+                                 object labels), each with up to 3 colours of its pixels
     Source         list<string>  which models found it: CLIP, DETECTOR, and CHILD when a
                                  descendant's confidence raised it
     ClipConfidence float64 (null when CLIP did not run) CLIP's own score for this label
@@ -46,6 +47,7 @@ __all__ = [
     "LABELS_SCHEMA",
     "NAME_LIST",
     "INSTANCE_TYPE",
+    "DOMINANT_COLOR",
     "label_segments",
     "sort_labels",
     "label_view",
@@ -54,7 +56,12 @@ __all__ = [
 
 F = pa.float64()
 NAME_LIST = pa.list_(pa.struct([("Name", pa.string())]))
-INSTANCE_TYPE = pa.struct([("BoundingBox", BOUNDING_BOX), ("Confidence", F)])
+#: Rekognition's DominantColor (rekolab/analysis/colors.py computes them).
+DOMINANT_COLOR = pa.struct([("Red", pa.int64()), ("Blue", pa.int64()), ("Green", pa.int64()),
+                            ("HexCode", pa.string()), ("CSSColor", pa.string()),
+                            ("SimplifiedColor", pa.string()), ("PixelPercent", F)])
+INSTANCE_TYPE = pa.struct([("BoundingBox", BOUNDING_BOX), ("Confidence", F),
+                           ("DominantColors", pa.list_(DOMINANT_COLOR))])
 
 LABELS_SCHEMA = pa.schema([
     ("Timestamp", pa.int64()),
