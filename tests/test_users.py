@@ -12,7 +12,7 @@ import pytest
 
 import rekolab as rk
 from rekolab import collections as C
-from rekolab.testing import validate_response
+from rekolab.testing import body, validate_response
 
 from conftest import MEDIA, MODELS, REPO, module_env, need
 
@@ -58,7 +58,7 @@ def call(client, op: str, **kwargs) -> dict:
     method = "".join("_" + c.lower() if c.isupper() else c for c in op).lstrip("_")
     r = getattr(client, method)(**kwargs)
     validate_response(op, r)
-    return r
+    return body(r)
 
 
 def test_user_lifecycle_statuses_and_counts(env):
@@ -159,7 +159,7 @@ def test_list_users_pages_and_idempotency(env):
     for u in ("a", "b", "c"):
         client.create_user(CollectionId="cast", UserId=u, ClientRequestToken=f"tok-{u}")
     # The same token and parameters: the first response, no ConflictException.
-    assert client.create_user(CollectionId="cast", UserId="a", ClientRequestToken="tok-a") == {}
+    assert body(client.create_user(CollectionId="cast", UserId="a", ClientRequestToken="tok-a")) == {}
     with pytest.raises(client.exceptions.IdempotentParameterMismatchException):
         client.create_user(CollectionId="cast", UserId="z", ClientRequestToken="tok-a")
     seen, token = [], None
@@ -176,7 +176,7 @@ def test_list_users_pages_and_idempotency(env):
                                    ClientRequestToken="assoc-1")
     again = client.associate_faces(CollectionId="cast", UserId="a", FaceIds=[ids["obama.jpg"]],
                                    ClientRequestToken="assoc-1")
-    assert again == first and first["AssociatedFaces"] == [{"FaceId": ids["obama.jpg"]}]
+    assert body(again) == body(first) and first["AssociatedFaces"] == [{"FaceId": ids["obama.jpg"]}]
 
 
 def _synthetic_collection(client, name: str, n: int) -> list[str]:
@@ -278,7 +278,7 @@ def test_stream_processor_tags(env):
     assert call(client, "ListTagsForResource", ResourceArn=arn) == {"Tags": {"site": "gym"}}
     client.tag_resource(ResourceArn=arn, Tags={"floor": "2"})
     client.untag_resource(ResourceArn=arn, TagKeys=["site"])
-    assert client.list_tags_for_resource(ResourceArn=arn) == {"Tags": {"floor": "2"}}
+    assert body(client.list_tags_for_resource(ResourceArn=arn)) == {"Tags": {"floor": "2"}}
     # The creation request is unchanged: the Name stays idempotent.
     assert client.create_stream_processor(**params)["StreamProcessorArn"] == arn
     client.delete_stream_processor(Name="tagged")
