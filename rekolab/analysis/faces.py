@@ -1,8 +1,10 @@
 """StartFaceDetection: sampled frames -> one Arrow row per face per frame.
 
-Per frame: SCRFD (the pack's detector) finds faces and five keypoints; then
-:func:`rekolab.analysis.face_attributes.describe_faces` builds each FaceDetail
-(DEFAULT, or ALL with every attribute the installed models really produce).
+Per batch of sampled frames: SCRFD (the pack's detector) finds faces and five
+keypoints in every frame (one batched model call on the GPU); then
+:func:`rekolab.analysis.face_attributes.describe_faces_batch` builds each FaceDetail
+(DEFAULT, or ALL with every attribute the installed models really produce), each
+attribute model running once over the faces of all frames of the batch.
 The recognizer is not run: face detection does not need embeddings.
 """
 from __future__ import annotations
@@ -13,7 +15,8 @@ import pyarrow as pa
 from ..models.faces import face_pack
 from ..results.schema import FACE_DETAIL_FIELDS, FACES_SCHEMA
 from ..video import FrameBatch
-from .face_attributes import describe_faces
+from ..models.backend import frame_batch_size
+from .face_attributes import describe_faces_batch
 
 __all__ = ["FaceDetectionAnalyzer"]
 
@@ -26,6 +29,7 @@ class FaceDetectionAnalyzer:
     def __init__(self, params: dict):
         self.attributes = params.get("FaceAttributes", "DEFAULT")
         self.pack = face_pack()
+        self.batch_size = frame_batch_size()
 
     def models(self) -> dict:
         """What ran, stored with the job: pack, detector, and each attribute's method."""
@@ -36,14 +40,13 @@ class FaceDetectionAnalyzer:
         }
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
+        frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in batch.frames]  # decord gives RGB; models want BGR
+        found = self.pack.detect_batch(frames)
+        details = describe_faces_batch(frames, [f[0] for f in found], [f[2] for f in found],
+                                       [f[1] for f in found], self.pack.attributes, self.attributes)
         rows: list[dict] = []
-        for frame_rgb, ts, index in zip(batch.frames, batch.timestamps_ms, batch.indices):
-            frame = np.ascontiguousarray(frame_rgb[:, :, ::-1])  # decord gives RGB; models want BGR
-            boxes, scores, kps = self.pack.detect(frame)
-            if len(boxes) == 0:
-                continue
-            details = describe_faces(frame, boxes, kps, scores, self.pack.attributes, self.attributes)
-            for detail in details:
+        for frame_details, ts, index in zip(details, batch.timestamps_ms, batch.indices):
+            for detail in frame_details:
                 row = {k: detail.get(k) for k in _FACE_KEYS}
                 row["Timestamp"] = int(ts)
                 row["FrameNumber"] = int(index)
