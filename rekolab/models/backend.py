@@ -300,3 +300,47 @@ def onnx_model(path: str | os.PathLike, engine: str | None = None) -> OnnxModel:
     device = "cpu" if engine == "onnxruntime" else torch_device()
     with _models_lock:
         return _cached_model(str(Path(path).resolve()), engine, device)
+
+
+# --------------------------------------------------------------------------- parity
+
+
+class recording:
+    """Record every model call's input while the block runs (for parity checks):
+    ``with recording() as calls: ...`` then ``calls`` is a list of ``(path, batch)``."""
+
+    def __enter__(self) -> list[tuple[Path, np.ndarray]]:
+        self.calls: list[tuple[Path, np.ndarray]] = []
+        self._real = OnnxModel.__call__
+        calls, real = self.calls, self._real
+
+        def spy(model, x):
+            calls.append((model.path, np.array(x, dtype=np.float32, copy=True)))
+            return real(model, x)
+
+        OnnxModel.__call__ = spy
+        return self.calls
+
+    def __exit__(self, *exc) -> None:
+        OnnxModel.__call__ = self._real
+
+
+def engine_differences(calls, engine: str = "torch", device: str | None = None) -> dict[str, float]:
+    """Max abs difference over every output, per model file name, between onnxruntime
+    and ``engine`` (on ``device``) on the recorded inputs ``calls``. The inputs of one
+    model (same item shape) go in as one batch, so fixed-batch graphs are checked on
+    a batch too (onnxruntime runs those item by item)."""
+    grouped: dict[tuple[Path, tuple], list[np.ndarray]] = {}
+    for path, x in calls:
+        grouped.setdefault((path, x.shape[1:]), []).append(x)
+    worst: dict[str, float] = {}
+    for (path, _), xs in grouped.items():
+        x = np.concatenate(xs)
+        ref = OnnxModel(path, "onnxruntime")(x)
+        got = OnnxModel(path, engine, device)(x)
+        if any(a.shape != b.shape for a, b in zip(ref, got)):
+            raise AssertionError(f"{path.name}: output shapes {[a.shape for a in ref]} vs {[b.shape for b in got]}")
+        diff = max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+                   for a, b in zip(ref, got))
+        worst[path.name] = max(worst.get(path.name, 0.0), diff)
+    return worst
