@@ -229,7 +229,8 @@ class OnnxModel:
     On CUDA the batch is copied through pinned memory on the model's own CUDA stream
     (so the copy of one model's batch can overlap another thread's work)."""
 
-    def __init__(self, path: str | os.PathLike, engine: str | None = None, device: str | None = None):
+    def __init__(self, path: str | os.PathLike, engine: str | None = None, device: str | None = None,
+                 session=None):
         self.path = Path(path).resolve()
         self.engine = engine or backend()
         if self.engine not in BACKENDS:
@@ -238,7 +239,7 @@ class OnnxModel:
         self._lock = threading.Lock()
         self._stream = None
         if self.engine == "onnxruntime":
-            self.session = onnx_session(self.path)
+            self.session = session if session is not None else onnx_session(self.path)
             inp = self.session.get_inputs()[0]
             self.input_name = inp.name
             batch = inp.shape[0] if inp.shape else None

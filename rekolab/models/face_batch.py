@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import require
-from .backend import OnnxModel, detector_chunk, onnx_model
+from .backend import OnnxModel, backend, detector_chunk, onnx_model
 
 __all__ = ["detect_frames", "embed_faces", "detector_model", "recognizer_model"]
 
@@ -29,12 +29,22 @@ _EMPTY = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5,
 
 
 def detector_model(det) -> OnnxModel:
-    """The engine running an insightface ``SCRFD`` object's ONNX file."""
-    return onnx_model(det.model_file)
+    """The engine running an insightface ``SCRFD`` object's ONNX file (on onnxruntime,
+    insightface's own session: a second one would cost ~10 MB for nothing)."""
+    return _pack_model(det)
 
 
 def recognizer_model(rec) -> OnnxModel:
-    return onnx_model(rec.model_file)
+    return _pack_model(rec)
+
+
+def _pack_model(obj) -> OnnxModel:
+    if backend() != "onnxruntime":
+        return onnx_model(obj.model_file)
+    model = getattr(obj, "_rekolab_model", None)
+    if model is None:
+        model = obj._rekolab_model = OnnxModel(obj.model_file, "onnxruntime", session=obj.session)
+    return model
 
 
 def _anchor_centers(det, height: int, width: int, stride: int) -> np.ndarray:
@@ -81,14 +91,17 @@ def detect_frames(det, frames_bgr, input_size: tuple[int, int], model: OnnxModel
     if not frames:
         return []
     model = model or detector_model(det)
-    canvases, scales = zip(*(_letterbox(det, f, input_size) for f in frames))
-    blob = cv2.dnn.blobFromImages(list(canvases), 1.0 / det.input_std, input_size,
-                                  (det.input_mean, det.input_mean, det.input_mean), swapRB=True)
     step = detector_chunk(model, len(frames))
-    parts = [model(blob[s:s + step]) for s in range(0, len(frames), step)]
+    scales, parts = [], []
+    for start in range(0, len(frames), step):  # one blob per call: 16 frames at 640x384 are 47 MB
+        canvases, chunk_scales = zip(*(_letterbox(det, f, input_size) for f in frames[start:start + step]))
+        blob = cv2.dnn.blobFromImages(list(canvases), 1.0 / det.input_std, input_size,
+                                      (det.input_mean, det.input_mean, det.input_mean), swapRB=True)
+        parts.append(model(blob))
+        scales += chunk_scales
     outs = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
     threshold = float(getattr(det, "det_thresh", 0.5))
-    height, width = blob.shape[2], blob.shape[3]
+    width, height = input_size
     fmc = det.fmc
     results = []
     for i, det_scale in enumerate(scales):
