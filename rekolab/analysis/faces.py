@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ..models.backend import frame_batch_size
 from ..models.faces import face_pack
 from ..results.schema import FACE_DETAIL_FIELDS, FACES_SCHEMA
 from ..video import FrameBatch
-from ..models.backend import frame_batch_size
 from .face_attributes import describe_faces_batch
 
 __all__ = ["FaceDetectionAnalyzer"]

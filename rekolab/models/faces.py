@@ -122,8 +122,10 @@ class FacePack:
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, f in enumerate(frames):
             by_size.setdefault(f.shape[:2], []).append(i)
+        static = getattr(self.detector, "static_input_size", None)  # a fixed-size export keeps its size
         for (h, w), idx in by_size.items():
-            found = detect_frames(self.detector, [frames[i] for i in idx], _det_input_size(h, w))
+            size = tuple(static) if static else _det_input_size(h, w)
+            found = detect_frames(self.detector, [frames[i] for i in idx], size)
             for i, r in zip(idx, found):
                 out[i] = r
         return out
