@@ -244,10 +244,15 @@ def main(operations: list[Operation], script: Path) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke test: repeat 1, 1 sample/s, a 2x clip")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
     parser.add_argument("--list", action="store_true", help="print the operation names and exit")
+    parser.add_argument("--gpu-md", type=Path, default=None,
+                        help="put bench/gpu.sh's gpu_bench.md into --out's GPU section and exit")
     parser.add_argument("--rss-child", nargs=3, metavar=("OP", "PATH", "RATE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         rss_child(operations, *args.rss_child)
+        return
+    if args.gpu_md:
+        write_section(args.out or REPO / "BENCHMARKS.md", "gpu", args.gpu_md.read_text())
         return
     if args.list:
         print("\n".join(o.name for o in operations))

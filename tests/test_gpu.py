@@ -111,12 +111,15 @@ def test_yolox_on_cuda_matches_cpu(env, frames, monkeypatch):
     det = YoloxDetector()
     assert det.model.device == "cuda" and det.fixed_batch is None and det.batch_size == 32
     gpu = det.detect_batch(images)
+    checked = 0
     for a, b in zip(cpu, gpu):
-        strong = a.scores > 0.4
-        assert [n for n, s in zip(a.class_names, a.scores) if s > 0.4] == \
-            [n for n, s in zip(b.class_names, b.scores) if s > 0.4][:int(strong.sum())]
-        if strong.any():
-            np.testing.assert_allclose(b.boxes_xyxy[:strong.sum()], a.boxes_xyxy[strong], atol=2.0)
+        for box, score, name in zip(a.boxes_xyxy, a.scores, a.class_names):
+            if score < 0.5:
+                continue  # a borderline box may fall either side of the threshold
+            same = [g for g, n in zip(b.boxes_xyxy, b.class_names) if n == name]
+            assert same and min(np.abs(g - box).max() for g in same) < 2.0, (name, box)
+            checked += 1
+    assert checked >= 1
 
 
 def test_clip_fp16_on_cuda_matches_fp32_cpu(env, frames, tmp_path):

@@ -100,7 +100,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rekolab.models import find_model_file, model_dir, onnx_session, require
+from rekolab.models import find_model_file, model_dir, require
 
 cv2 = require("cv2", "video")
 
