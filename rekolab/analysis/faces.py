@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..models.backend import frame_batch_size
+from ..models import onnx_providers
+from ..models.backend import backend, frame_batch_size, torch_device
 from ..models.faces import face_pack
 from ..results.schema import FACE_DETAIL_FIELDS, FACES_SCHEMA
 from ..video import FrameBatch
@@ -36,6 +37,7 @@ class FaceDetectionAnalyzer:
         return {
             "FacePack": self.pack.name,
             "Detector": type(self.pack.detector).__name__,
+            "Engine": _engine(),
             "Attributes": self.pack.attributes.methods(self.attributes),
         }
 
@@ -52,3 +54,11 @@ class FaceDetectionAnalyzer:
                 row["FrameNumber"] = int(index)
                 rows.append(row)
         return pa.RecordBatch.from_pylist(rows, schema=self.schema)
+
+
+def _engine() -> str:
+    """The engine running the ONNX models, for the job's metadata: ``torch (cuda)``,
+    ``onnxruntime (CPUExecutionProvider)``, ..."""
+    if backend() == "torch":
+        return f"torch ({torch_device()})"
+    return f"onnxruntime ({onnx_providers()[0]})"
