@@ -24,4 +24,4 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
-	$(PY) bench/bench_faces.py --out BENCHMARKS.md
+	$(PY) bench/bench_ops.py --out BENCHMARKS.md

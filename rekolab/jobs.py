@@ -279,7 +279,8 @@ class JobManager:
                 "VideoMetadata": record.video_metadata, "Models": record.models})}
             rows = 0
             with pq.ParquetWriter(tmp, analyzer.schema.with_metadata(meta)) as writer:
-                for batch in plan.batches(BATCH_SIZE, prefetch=2, stop=running.stop):
+                batch_size = getattr(analyzer, "batch_size", BATCH_SIZE)  # GPU analyzers ask for more
+                for batch in plan.batches(batch_size, prefetch=2, stop=running.stop):
                     out = analyzer(batch)
                     if out.num_rows:
                         writer.write_batch(out)

@@ -81,8 +81,8 @@ def rekolab_home(tmp_path_factory, monkeypatch) -> Path:
 def pytest_collection_modifyitems(config, items):
     """GPU tests skip without CUDA unless REKOLAB_REQUIRE_GPU=1 makes that a failure."""
     try:
-        from rekolab.models import has_cuda
-        cuda = has_cuda()
+        from rekolab.models import has_cuda, torch_cuda
+        cuda = has_cuda() or torch_cuda()  # onnxruntime-gpu, or torch's CUDA (the torch backend)
     except Exception:
         cuda = False
     if cuda or os.environ.get("REKOLAB_REQUIRE_GPU") == "1":

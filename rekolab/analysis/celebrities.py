@@ -39,11 +39,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..celebrities import DEFAULT_MIN_CONFIDENCE, MAX_FACES_PER_IMAGE, Gallery, GalleryMatcher
+from ..models.backend import frame_batch_size
 from ..models.faces import face_pack, similarity
 from ..results.celebrities import CELEBRITIES_SCHEMA, sort_celebrities
 from ..results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS, FACE_DETAIL_TYPE
 from ..video import FrameBatch
-from .face_attributes import BASIC_LANDMARKS, describe_faces
+from .face_attributes import BASIC_LANDMARKS, describe_faces, describe_faces_batch
 from .tracking import FaceTracker
 
 __all__ = ["CelebrityRecognitionAnalyzer", "recognize_image", "decide_appearances", "SPLIT_COSINE"]
@@ -77,6 +78,7 @@ class CelebrityRecognitionAnalyzer:
         self.matcher: GalleryMatcher = self.gallery.matcher(self.pack)  # snapshot for this job
         self.min_confidence = float(params.get("MinConfidence", DEFAULT_MIN_CONFIDENCE))
         self.tracker = FaceTracker()
+        self.batch_size = frame_batch_size()
         self._previous: dict[int, tuple[np.ndarray, int]] = {}  # track id -> (last embedding, appearance)
         self._appearances = 0
 
@@ -97,17 +99,20 @@ class CelebrityRecognitionAnalyzer:
         }
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
+        frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in batch.frames]  # decord gives RGB; models want BGR
+        found = self.pack.detect_batch(frames)  # one detector call, one recognizer call per batch
+        kps = [f[2] for f in found]
+        embeddings = self.pack.embed_batch(frames, kps)
+        details = describe_faces_batch(frames, [f[0] for f in found], kps, [f[1] for f in found],
+                                       self.pack.attributes, "DEFAULT")
         rows: list[dict] = []
-        for frame_rgb, ts, index in zip(batch.frames, batch.timestamps_ms, batch.indices):
-            frame = np.ascontiguousarray(frame_rgb[:, :, ::-1])  # decord gives RGB; models want BGR
-            boxes, scores, kps = self.pack.detect(frame)
+        for k, (frame, ts, index) in enumerate(zip(frames, batch.timestamps_ms, batch.indices)):
+            boxes, emb = found[k][0], embeddings[k]
             if len(boxes) == 0:
                 continue
             h, w = frame.shape[:2]
-            emb = self.pack.embed(frame, kps)
             ids = self.tracker.update(int(ts), boxes / np.array([w, h, w, h], np.float32), emb)
-            details = describe_faces(frame, boxes, kps, scores, self.pack.attributes, "DEFAULT")
-            for j, (tid, detail) in enumerate(zip(ids, details)):
+            for j, (tid, detail) in enumerate(zip(ids, details[k])):
                 rows.append({
                     "Timestamp": int(ts), "FrameNumber": int(index), "TrackIndex": self._appearance(tid, emb[j]),
                     "BoundingBox": detail["BoundingBox"], "Face": detail,

@@ -100,7 +100,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rekolab.models import find_model_file, model_dir, onnx_session, require
+from rekolab.models import find_model_file, model_dir, require
 from rekolab.models.faces import face_confidence
 
 cv2 = require("cv2", "video")
@@ -373,7 +373,38 @@ def describe_faces(
     Without keypoints and without the 68-point model there are no points to give,
     so Landmarks and Pose are left out.
     """
+    return describe_faces_batch([frame_bgr], [boxes_xyxy], [kps5], [scores], models, attributes)[0]
+
+
+def describe_faces_batch(frames_bgr, boxes_per_frame, kps_per_frame, scores_per_frame,
+                         models: FaceAttributeModels, attributes: str = "DEFAULT") -> list[list[dict]]:
+    """:func:`describe_faces` for many frames: each attribute model runs once on the
+    faces of all the frames (one PFLD call per pass, one expression call, one
+    age/gender call), not once per frame. The result is identical per frame."""
     want_all = _check_attributes(attributes) == "ALL"
+    inputs = [_face_inputs(*args) for args in zip(frames_bgr, boxes_per_frame, kps_per_frame, scores_per_frame)]
+    live = [i for i, (_, boxes, _, _) in enumerate(inputs) if len(boxes)]
+    out: list[list[dict]] = [[] for _ in inputs]
+    if not live:
+        return out
+    frames = [inputs[i][0] for i in live]
+    boxes = [inputs[i][1] for i in live]
+    grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    pts68 = (_landmarks68(frames, boxes, models.landmarks68, refine=want_all)
+             if models.landmarks68 is not None else [None] * len(live))
+    emotions = genderage = [None] * len(live)
+    if want_all and models.emotion is not None:
+        emotions = _emotion_probs(grays, boxes, models.emotion)
+    if want_all and models.genderage is not None:
+        genderage = _genderage(frames, boxes, models.genderage)
+    for j, i in enumerate(live):
+        frame, b, kps, scores = inputs[i]
+        out[i] = _details(frame, grays[j], b, kps, scores, pts68[j], emotions[j], genderage[j], want_all)
+    return out
+
+
+def _face_inputs(frame_bgr, boxes_xyxy, kps5, scores):
+    """One frame's detector outputs, checked and as float64 arrays."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
         raise ValueError(f"frame_bgr must be HxWx3, got shape {frame_bgr.shape}")
     boxes = np.asarray(boxes_xyxy, dtype=np.float64)
@@ -383,21 +414,13 @@ def describe_faces(
     if len(scores) != n:
         raise ValueError(f"{n} boxes but {len(scores)} scores")
     kps = None if kps5 is None else np.asarray(kps5, dtype=np.float64).reshape(n, 5, 2)
-    if n == 0:
-        return []
+    return frame_bgr, boxes, kps, scores
 
+
+def _details(frame_bgr, gray, boxes, kps, scores, pts68, emotions, genderage, want_all) -> list[dict]:
+    """The FaceDetail dicts of one frame from its model outputs."""
+    n = len(boxes)
     h, w = frame_bgr.shape[:2]
-    gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-
-    pts68 = (_landmarks68(frame_bgr, boxes, models.landmarks68, refine=want_all)
-             if models.landmarks68 is not None else None)
-    emotions = None
-    if want_all and models.emotion is not None:
-        emotions = _emotion_probs(gray, boxes, models.emotion)
-    genderage = None
-    if want_all and models.genderage is not None:
-        genderage = _genderage(frame_bgr, boxes, models.genderage)
-
     # Landmarks and pose for all faces at once.
     if pts68 is not None:
         named = np.einsum("lk,nkd->nld", _LANDMARK_MATRIX, pts68)  # (N, 30, 2)
@@ -516,63 +539,75 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def _run(path: Path, batch: np.ndarray) -> np.ndarray:
-    session = onnx_session(path)
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+    """The model's first output for one batch, on the configured engine
+    (:mod:`rekolab.models.backend`)."""
+    from rekolab.models.backend import onnx_model
+
+    return onnx_model(path)(batch)[0]
 
 
-def _pfld_pass(frame: np.ndarray, centers: np.ndarray, sides: np.ndarray, path: Path) -> np.ndarray:
-    """One batched PFLD call on squares (centre, side) -> (N, 68, 2) frame pixels."""
+def _split(values: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
+    """Per-frame rows of a batch that held the faces of every frame in order."""
+    return np.split(values, np.cumsum([len(b) for b in boxes])[:-1])
+
+
+def _pfld_pass(frames, centers, sides, path: Path) -> list[np.ndarray]:
+    """One batched PFLD call on squares (centre, side) of every frame -> per frame
+    (N, 68, 2) frame pixels."""
     crops, origins, sizes = [], [], []
-    for (cx, cy), side in zip(centers, sides):
-        s = max(int(round(side)), 2)
-        x0, y0 = int(round(cx - s / 2.0)), int(round(cy - s / 2.0))
-        crops.append(_resize(_crop(frame, x0, y0, x0 + s, y0 + s), 112))
-        origins.append((x0, y0))
-        sizes.append(s)
+    for frame, c, sd in zip(frames, centers, sides):
+        for (cx, cy), side in zip(c, sd):
+            s = max(int(round(side)), 2)
+            x0, y0 = int(round(cx - s / 2.0)), int(round(cy - s / 2.0))
+            crops.append(_resize(_crop(frame, x0, y0, x0 + s, y0 + s), 112))
+            origins.append((x0, y0))
+            sizes.append(s)
     # BGR -> RGB, /255, NHWC -> NCHW (the model's recipe).
     batch = np.stack(crops)[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     out = _run(path, batch).reshape(-1, 68, 2).astype(np.float64)
     sizes_ = np.asarray(sizes, dtype=np.float64)[:, None, None]
-    return out * sizes_ + np.asarray(origins, dtype=np.float64)[:, None, :]
+    return _split(out * sizes_ + np.asarray(origins, dtype=np.float64)[:, None, :], list(centers))
 
 
-def _landmarks68(frame: np.ndarray, boxes: np.ndarray, path: Path, refine: bool = True) -> np.ndarray:
-    """PFLD (see the module docstring) -> (N, 68, 2) frame pixels; ``refine`` adds
-    the second pass."""
-    if len(boxes) == 0:
-        return np.zeros((0, 68, 2), dtype=np.float64)
-    wh = boxes[:, 2:4] - boxes[:, 0:2]
-    centers = (boxes[:, 0:2] + boxes[:, 2:4]) / 2.0
-    first = _pfld_pass(frame, centers, 1.1 * wh.max(axis=1), path)
+def _landmarks68(frames, boxes, path: Path, refine: bool = True) -> list[np.ndarray]:
+    """PFLD (see the module docstring) -> per frame (N, 68, 2) frame pixels;
+    ``refine`` adds the second pass. ``frames`` and ``boxes`` are per-frame lists."""
+    wh = [b[:, 2:4] - b[:, 0:2] for b in boxes]
+    centers = [(b[:, 0:2] + b[:, 2:4]) / 2.0 for b in boxes]
+    first = _pfld_pass(frames, centers, [1.1 * x.max(axis=1) for x in wh], path)
     if not refine:
         return first
-    lo, hi = first.min(axis=1), first.max(axis=1)
-    return _pfld_pass(frame, (lo + hi) / 2.0, 1.2 * (hi - lo).max(axis=1), path)
+    lo, hi = [p.min(axis=1) for p in first], [p.max(axis=1) for p in first]
+    return _pfld_pass(frames, [(a + b) / 2.0 for a, b in zip(lo, hi)],
+                      [1.2 * (b - a).max(axis=1) for a, b in zip(lo, hi)], path)
 
 
-def _emotion_probs(gray: np.ndarray, boxes: np.ndarray, path: Path) -> np.ndarray:
-    """(N, 7) FER2013 probabilities, one batched call."""
+def _emotion_probs(grays, boxes, path: Path) -> list[np.ndarray]:
+    """Per frame (N, 7) FER2013 probabilities, one batched call for all frames."""
     crops = []
-    for x1, y1, x2, y2 in boxes:
-        x0, y0 = int(round(x1)), int(round(y1))
-        crop = _crop(gray, x0, y0, max(int(round(x2)), x0 + 1), max(int(round(y2)), y0 + 1))
-        crops.append(cv2.resize(crop, (64, 64)))  # the model's recipe: plain cv2.resize
+    for gray, frame_boxes in zip(grays, boxes):
+        for x1, y1, x2, y2 in frame_boxes:
+            x0, y0 = int(round(x1)), int(round(y1))
+            crop = _crop(gray, x0, y0, max(int(round(x2)), x0 + 1), max(int(round(y2)), y0 + 1))
+            crops.append(cv2.resize(crop, (64, 64)))  # the model's recipe: plain cv2.resize
     batch = (np.stack(crops).astype(np.float32) / 255.0 - 0.5) * 2.0
-    return _run(path, batch[..., None]).reshape(-1, 7).astype(np.float64)
+    return _split(_run(path, batch[..., None]).reshape(-1, 7).astype(np.float64), boxes)
 
 
-def _genderage(frame: np.ndarray, boxes: np.ndarray, path: Path) -> np.ndarray:
-    """(N, 3) [female, male, age/100]; the graph's output is [1, 3], so per face."""
-    out = np.empty((len(boxes), 3), dtype=np.float64)
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-        s = 96.0 / (1.5 * max(x2 - x1, y2 - y1, 1e-6))
-        m = np.array([[s, 0.0, 48.0 - s * cx], [0.0, s, 48.0 - s * cy]])
-        crop = cv2.warpAffine(frame, m, (96, 96), borderValue=0)
-        blob = crop[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0..255
-        out[i] = _run(path, blob).reshape(-1)[:3]
-    return out
+def _genderage(frames, boxes, path: Path) -> list[np.ndarray]:
+    """Per frame (N, 3) [female, male, age/100], one batched call for all frames (the
+    graph declares its output [1, 3], but its batch axis is free: a batch gives the
+    same numbers as single faces, tests/test_backend.py)."""
+    blobs = []
+    for frame, frame_boxes in zip(frames, boxes):
+        for x1, y1, x2, y2 in frame_boxes:
+            cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+            s = 96.0 / (1.5 * max(x2 - x1, y2 - y1, 1e-6))
+            m = np.array([[s, 0.0, 48.0 - s * cx], [0.0, s, 48.0 - s * cy]])
+            crop = cv2.warpAffine(frame, m, (96, 96), borderValue=0)
+            blobs.append(crop[..., ::-1].transpose(2, 0, 1))  # RGB, 0..255
+    out = _run(path, np.stack(blobs).astype(np.float32)).reshape(-1, 3)[:, :3].astype(np.float64)
+    return _split(out, boxes)
 
 
 def _quality(gray: np.ndarray, box: np.ndarray) -> dict:

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..collections import DEFAULT_FACE_MATCH_THRESHOLD, collection_face_model_version, search_embeddings
+from ..models.backend import frame_batch_size
 from ..models.faces import SIMILARITY_CENTER, SIMILARITY_SCALE, face_pack
 from ..results.render import drop_nulls, face_detail
 from ..results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS, FACE_DETAIL_FIELDS
@@ -65,9 +66,10 @@ class FaceSearchAnalyzer:
         self._index_offset = 0   # Person.Index = offset + the current tracker's id
         self._next_index = 0
         self._last_hist = None
-        from .face_attributes import describe_faces  # cv2: only when a job runs
+        from .face_attributes import describe_faces_batch  # cv2: only when a job runs
 
-        self._describe = describe_faces
+        self._describe = describe_faces_batch
+        self.batch_size = frame_batch_size()
 
     def models(self) -> dict:
         rec = self.pack.recognizer
@@ -85,27 +87,32 @@ class FaceSearchAnalyzer:
         }
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
+        # The models see the whole batch (one detector call, one recognizer call, one
+        # call per attribute model); tracking and matching then go frame by frame.
+        frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in batch.frames]  # decord gives RGB; models want BGR
+        found = self.pack.detect_batch(frames)
+        kps = [f[2] for f in found]
+        embeddings = self.pack.embed_batch(frames, kps)
+        details = self._describe(frames, [f[0] for f in found], kps, [f[1] for f in found],
+                                 self.pack.attributes, "DEFAULT")
         rows: list[dict] = []
-        for frame_rgb, ts, index in zip(batch.frames, batch.timestamps_ms, batch.indices):
-            frame = np.ascontiguousarray(frame_rgb[:, :, ::-1])  # decord gives RGB; models want BGR
+        for k, (frame, ts, index) in enumerate(zip(frames, batch.timestamps_ms, batch.indices)):
             if self._shot_cut(frame):
                 self.tracker = FaceTracker()
                 self._index_offset = self._next_index
-            boxes, scores, kps = self.pack.detect(frame)
+            boxes = found[k][0]
             h, w = frame.shape[:2]
             if len(boxes) == 0:
                 self.tracker.update(int(ts), np.zeros((0, 4)))
                 continue
-            embeddings = self.pack.embed(frame, kps)
             ids = [self._index_offset + i for i in
-                   self.tracker.update(int(ts), boxes / np.array([w, h, w, h], np.float64), embeddings)]
+                   self.tracker.update(int(ts), boxes / np.array([w, h, w, h], np.float64), embeddings[k])]
             self._next_index = max(self._next_index, max(ids) + 1)
-            details = self._describe(frame, boxes, kps, scores, self.pack.attributes, "DEFAULT")
-            matches = search_embeddings(self.collection_id, embeddings, self.threshold,
+            matches = search_embeddings(self.collection_id, embeddings[k], self.threshold,
                                         face_model_version=self.pack.version)
-            for detail, track, found in zip(details, ids, matches):
-                row = {k: detail.get(k) for k in _FACE_KEYS}
-                row.update(Timestamp=int(ts), FrameNumber=int(index), Index=int(track), FaceMatches=found)
+            for detail, track, match in zip(details[k], ids, matches):
+                row = {key: detail.get(key) for key in _FACE_KEYS}
+                row.update(Timestamp=int(ts), FrameNumber=int(index), Index=int(track), FaceMatches=match)
                 rows.append(row)
         return pa.RecordBatch.from_pylist(rows, schema=self.schema)
 

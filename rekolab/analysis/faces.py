@@ -1,11 +1,15 @@
 """Faces in one picture, and StartFaceDetection over sampled frames.
 
-:func:`detect_faces` is the one per-image path: SCRFD (the pack's detector) finds
-faces and five keypoints; then
-:func:`rekolab.analysis.face_attributes.describe_faces` builds each FaceDetail
-(DEFAULT, ALL, or DEFAULT plus named attributes, with every attribute the installed
-models really produce). The video analyzer runs it on every sampled frame; DetectFaces,
-CompareFaces, IndexFaces and the search-by-image operations run it on a still.
+Per batch of sampled frames, StartFaceDetection's analyzer runs SCRFD (the pack's
+detector) over every frame in one batched call and
+:func:`rekolab.analysis.face_attributes.describe_faces_batch` builds each FaceDetail
+(DEFAULT, or ALL with every attribute the installed models really produce), each
+attribute model running once over the faces of all frames of the batch. The recognizer
+is not run: face detection does not need embeddings.
+
+:func:`detect_faces` is the same path for one picture (a batch of one):
+DetectFaces, CompareFaces, IndexFaces and the search-by-image operations run it on a
+still, with DEFAULT, ALL, or DEFAULT plus named attributes.
 """
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidParameterException
+from ..models import onnx_providers
+from ..models.backend import backend, frame_batch_size, torch_device
 from ..models.faces import face_pack
 from ..results.schema import FACE_DETAIL_FIELDS, FACES_SCHEMA
 from ..video import FrameBatch
-from .face_attributes import describe_faces
+from .face_attributes import describe_faces, describe_faces_batch
 from .face_quality import quality_reasons, wanted_keys
 
 __all__ = ["FaceDetectionAnalyzer", "FaceDetection", "detect_faces", "detect_faces_image", "compare_faces",
@@ -91,20 +97,25 @@ class FaceDetectionAnalyzer:
     def __init__(self, params: dict):
         self.attributes = params.get("FaceAttributes", "DEFAULT")
         self.pack = face_pack()
+        self.batch_size = frame_batch_size()
 
     def models(self) -> dict:
         """What ran, stored with the job: pack, detector, and each attribute's method."""
         return {
             "FacePack": self.pack.name,
             "Detector": type(self.pack.detector).__name__,
+            "Engine": _engine(),
             "Attributes": self.pack.attributes.methods(self.attributes),
         }
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
+        frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in batch.frames]  # decord gives RGB; models want BGR
+        found = self.pack.detect_batch(frames)
+        details = describe_faces_batch(frames, [f[0] for f in found], [f[2] for f in found],
+                                       [f[1] for f in found], self.pack.attributes, self.attributes)
         rows: list[dict] = []
-        for frame_rgb, ts, index in zip(batch.frames, batch.timestamps_ms, batch.indices):
-            frame = np.ascontiguousarray(frame_rgb[:, :, ::-1])  # decord gives RGB; models want BGR
-            for detail in detect_faces(frame, self.attributes, pack=self.pack).details:
+        for frame_details, ts, index in zip(details, batch.timestamps_ms, batch.indices):
+            for detail in frame_details:
                 row = {k: detail.get(k) for k in _FACE_KEYS}
                 row["Timestamp"] = int(ts)
                 row["FrameNumber"] = int(index)
@@ -166,3 +177,11 @@ def compare_faces(source_bgr: np.ndarray, target_bgr: np.ndarray,
     detail = src.details[s]
     return {"SourceImageFace": {"BoundingBox": detail["BoundingBox"], "Confidence": detail["Confidence"]},
             "FaceMatches": matches, "UnmatchedFaces": unmatched}
+
+
+def _engine() -> str:
+    """The engine running the ONNX models, for the job's metadata: ``torch (cuda)``,
+    ``onnxruntime (CPUExecutionProvider)``, ..."""
+    if backend() == "torch":
+        return f"torch ({torch_device()})"
+    return f"onnxruntime ({onnx_providers()[0]})"

@@ -27,6 +27,7 @@ __all__ = [
     "onnx_session",
     "session_options",
     "has_cuda",
+    "torch_cuda",
     "require",
 ]
 
@@ -74,6 +75,24 @@ def has_cuda() -> bool:
     except ImportError:
         return False
     return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@functools.lru_cache(maxsize=1)
+def torch_cuda() -> bool:
+    """True when torch is installed and sees a CUDA GPU.
+
+    On Linux without an NVIDIA device node this answers without importing torch
+    (a face job on the CPU then never pays torch's import time and memory)."""
+    import sys
+
+    if "torch" not in sys.modules and sys.platform.startswith("linux") and not any(
+            Path("/dev").glob("nvidia[0-9]*")):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def onnx_providers() -> list[str]:

@@ -110,32 +110,39 @@ class FacePack:
         convolutional, so rekolab feeds it the same scale (long side 640) without
         the padding: a 16:9 frame costs 640x384 instead of 640x640 (same faces,
         same scores on the shared stills; ~35% less time)."""
-        input_size = _det_input_size(*frame_bgr.shape[:2])
-        bboxes, kpss = self.detector.detect(frame_bgr, input_size=input_size, max_num=0, metric="default")
-        if bboxes is None or len(bboxes) == 0:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
-        order = np.argsort(-bboxes[:, 4], kind="stable")
-        bboxes = bboxes[order]
-        kpss = kpss[order] if kpss is not None else np.zeros((len(bboxes), 5, 2), np.float32)
-        return bboxes[:, :4].astype(np.float32), bboxes[:, 4].astype(np.float32), kpss.astype(np.float32)
+        return self.detect_batch([frame_bgr])[0]
+
+    def detect_batch(self, frames_bgr) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`detect` for many frames; frames of one size go to SCRFD as one batch
+        (:func:`rekolab.models.face_batch.detect_frames`)."""
+        from .face_batch import detect_frames
+
+        frames = list(frames_bgr)
+        out: list = [None] * len(frames)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, f in enumerate(frames):
+            by_size.setdefault(f.shape[:2], []).append(i)
+        static = getattr(self.detector, "static_input_size", None)  # a fixed-size export keeps its size
+        for (h, w), idx in by_size.items():
+            size = tuple(static) if static else _det_input_size(h, w)
+            found = detect_frames(self.detector, [frames[i] for i in idx], size)
+            for i, r in zip(idx, found):
+                out[i] = r
+        return out
 
     def embed(self, frame_bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
-        """L2-normalised embeddings (N, D) of faces given their 5 keypoints.
+        """L2-normalised embeddings (N, D) of faces given their 5 keypoints."""
+        return self.embed_batch([frame_bgr], [kps])[0]
 
-        Calls the recognizer one face at a time: some exports (MobileFaceNet here)
-        have their batch fixed at 1."""
+    def embed_batch(self, frames_bgr, kps_per_frame) -> list[np.ndarray]:
+        """:meth:`embed` for the faces of many frames, in one recognizer call where
+        the engine allows (:func:`rekolab.models.face_batch.embed_faces`)."""
         rec = self.recognizer
         if rec is None:
             raise RuntimeError(f"face pack {self.name!r} has no recognition model")
-        from insightface.utils import face_align
+        from .face_batch import embed_faces
 
-        out = []
-        for k in kps:
-            crop = face_align.norm_crop(frame_bgr, landmark=k, image_size=rec.input_size[0])
-            emb = rec.get_feat(crop).reshape(-1).astype(np.float32)
-            out.append(emb / max(float(np.linalg.norm(emb)), 1e-12))
-        dim = rec.output_shape[-1] if isinstance(rec.output_shape[-1], int) else (len(out[0]) if out else 0)
-        return np.stack(out) if out else np.zeros((0, dim), np.float32)
+        return embed_faces(rec, frames_bgr, kps_per_frame)
 
 
 @functools.lru_cache(maxsize=64)

@@ -26,7 +26,9 @@ The recipe (checked against the staged ``yolox_nano.onnx``; see
 - **per-class** NMS at IoU 0.45.
 
 The input size is read from the graph, so a larger export (e.g. 640x640 YOLOX-s)
-works unchanged; a graph with a dynamic batch axis is run in batches.
+works unchanged; a graph with a dynamic batch axis is run in batches. With the torch
+backend (:mod:`rekolab.models.backend`, the default on CUDA) the converted graph takes
+any batch, so a fixed-batch export such as ``yolox_nano.onnx`` runs in batches too.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import find_model_file, onnx_session, require
+from .backend import onnx_model
 
 __all__ = ["COCO80", "Detections", "YoloxDetector", "nms_per_class"]
 
@@ -147,13 +150,13 @@ class YoloxDetector:
 
     ``path``: an explicit ``.onnx`` (must exist). ``score_threshold`` keeps boxes with
     ``obj*cls`` above it; ``nms_iou`` is the per-class NMS IoU. ``batch_size`` caps the
-    batch when the graph's batch axis is dynamic (a fixed-batch graph is run one frame
+    batch (default 8, 32 on CUDA) when the graph's batch axis is dynamic (a fixed-batch graph is run one frame
     at a time). ``decoded=True`` is for exports made with ``--decode_in_inference``
     (rows are already ``cx, cy, w, h`` in input pixels).
     """
 
     def __init__(self, path: str | os.PathLike | None = None, score_threshold: float = 0.25,
-                 nms_iou: float = 0.45, *, batch_size: int = 8, decoded: bool = False):
+                 nms_iou: float = 0.45, *, batch_size: int | None = None, decoded: bool = False):
         self.path = self.resolve(path)
         if self.path is None:
             raise FileNotFoundError(
@@ -170,7 +173,11 @@ class YoloxDetector:
             raise ValueError(f"{self.path.name}: expected a [B,3,H,W] input with fixed H, W, got {shape}")
         self.input_size: tuple[int, int] = (int(shape[2]), int(shape[3]))  # (H, W)
         batch = shape[0]
-        self.fixed_batch: int | None = int(batch) if isinstance(batch, int) else None
+        self.model = onnx_model(self.path)  # the engine that runs it (onnxruntime or torch)
+        self.fixed_batch: int | None = (int(batch) if isinstance(batch, int) and self.model.engine == "onnxruntime"
+                                        else None)
+        if batch_size is None:
+            batch_size = 32 if self.model.device.startswith("cuda") else 8
         self.batch_size = self.fixed_batch if self.fixed_batch is not None else max(1, int(batch_size))
         width = out.shape[-1]
         self.num_classes = int(width) - 5 if isinstance(width, int) else len(COCO80)
@@ -206,7 +213,7 @@ class YoloxDetector:
 
     def __repr__(self) -> str:
         h, w = self.input_size
-        return f"YoloxDetector({self.name}, {w}x{h}, {self.num_classes} classes)"
+        return f"YoloxDetector({self.name}, {w}x{h}, {self.num_classes} classes, {self.model.engine})"
 
     # -- pre/post -------------------------------------------------------------------
 
@@ -295,7 +302,7 @@ class YoloxDetector:
             if self.fixed_batch is not None and n < self.fixed_batch:
                 pad = np.full((self.fixed_batch - n, *batch.shape[1:]), PAD_VALUE, np.float32)
                 batch = np.concatenate([batch, pad])
-            out = self.session.run(None, {self.input_name: batch})[0]
+            out = self.model(batch)[0]
             for i, (frame, (_, r)) in enumerate(zip(chunk, prepped)):
                 results.append(self.postprocess(out[i], r, np.asarray(frame).shape[:2]))
         return results

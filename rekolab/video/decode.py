@@ -207,7 +207,10 @@ def _import_decord():
 def _open_reader(path: Path):
     decord = _import_decord()
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        # One decoding thread by default (the models use the cores); REKOLAB_DECODE_THREADS
+        # raises it where decoding is the bound (a GPU machine, docs/performance.md).
+        threads = int(os.environ.get("REKOLAB_DECODE_THREADS") or 1)
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads)
     except Exception as exc:
         raise VideoDecodeError(f"decord could not open the video: {exc}") from None
 

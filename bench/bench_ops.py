@@ -1,0 +1,325 @@
+"""The table of benchmarked operations (run by ``make bench``; see bench/harness.py).
+
+    REKOLAB_MODEL_DIR=../shared/models python bench/bench_ops.py --out BENCHMARKS.md
+    python bench/bench_ops.py --quick --only "faces DEFAULT" --no-rss    # smoke test
+
+Each :class:`Operation` says how to run the rekolab job, the models alone, and the
+naive loop a user would write with the same libraries (``cv2.VideoCapture`` reading
+every frame, the library's own model call on each sampled frame). To add an
+operation (segments, text, moderation, persons, ``rekolab serve``), append one
+``Operation(...)`` to :data:`OPERATIONS`; ``--only NAME`` runs just that row.
+
+``REKOLAB_BENCH_QUICK=1`` (set by ``--quick``) narrows CLIP's label set to a few
+labels (so the text tower does not encode the 1624-label taxonomy) and the face
+search collection to 1000 faces: the smoke test exercises every path in minutes.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import SHARED, Operation, main, summary  # noqa: E402
+
+MEDIA = SHARED / "media"
+
+
+def quick() -> bool:
+    return os.environ.get("REKOLAB_BENCH_QUICK") == "1"
+
+
+def _wait(job) -> None:
+    job = job.wait(progress=False)
+    assert job.status == "SUCCEEDED", job.status_message
+
+
+# --------------------------------------------------------------------------- naive loops
+
+
+def sampled_frames(path: Path, rate: float):
+    """What a user writes: cv2 decodes every frame; keep one per 1/rate s of PTS."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    next_ms = 0.0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            if cap.get(cv2.CAP_PROP_POS_MSEC) >= next_ms - 1e-3:
+                next_ms += 1000 / rate
+                yield frame
+    finally:
+        cap.release()
+
+
+@functools.lru_cache(maxsize=1)
+def face_analysis():
+    """insightface's FaceAnalysis on the same pack, as its README shows."""
+    from insightface.app import FaceAnalysis
+
+    from rekolab.models import onnx_providers
+    from rekolab.models.faces import resolve_pack_dir
+
+    name, folder = resolve_pack_dir()
+    app = FaceAnalysis(name=name, root=str(folder.parent.parent), providers=onnx_providers())
+    app.prepare(ctx_id=-1 if onnx_providers()[0] == "CPUExecutionProvider" else 0, det_size=(640, 640))
+    return app
+
+
+def naive_faces(path: Path, rate: float) -> None:
+    app = face_analysis()
+    for frame in sampled_frames(path, rate):
+        app.get(frame)
+
+
+def naive_face_matches(path: Path, rate: float) -> None:
+    """FaceAnalysis.get, then cosine of every face with a matrix of known faces."""
+    app, known = face_analysis(), known_faces()
+    for frame in sampled_frames(path, rate):
+        for face in app.get(frame):
+            cos = known @ face.normed_embedding
+            np.flatnonzero(cos >= 0.40)
+
+
+def naive_yolox(path: Path, rate: float) -> None:
+    det = yolox()
+    for frame in sampled_frames(path, rate):
+        det.detect(frame)
+
+
+def naive_clip(path: Path, rate: float) -> None:
+    """open_clip as its README shows: PIL preprocess, encode_image, softmax over labels."""
+    import torch
+    from PIL import Image
+
+    analyzer = labels_analyzer("CLIP")
+    model, text = analyzer.clip, analyzer.text_emb
+    text_t = torch.from_numpy(text)
+    for frame in sampled_frames(path, rate):
+        x = model.transform(Image.fromarray(frame[:, :, ::-1])).unsqueeze(0).to(model.device)
+        with torch.no_grad():
+            emb = model.model.encode_image(x.to(next(model.model.parameters()).dtype)).float().cpu()
+        emb = emb / emb.norm(dim=-1, keepdim=True)
+        (100.0 * emb @ text_t.T).softmax(dim=-1)
+
+
+def naive_labels(path: Path, rate: float) -> None:
+    naive_yolox(path, rate)
+    naive_clip(path, rate)
+
+
+# --------------------------------------------------------------------------- models and setups
+
+
+@functools.lru_cache(maxsize=1)
+def yolox():
+    from rekolab.models.yolox import YoloxDetector
+    return YoloxDetector()
+
+
+@functools.lru_cache(maxsize=1)
+def clip_checkpoint() -> str:
+    """A real-size open_clip ViT-B-32 with random weights (no download): the same
+    compute as the pretrained model (tests/test_clip.py makes its checkpoints so)."""
+    import open_clip
+    import torch
+
+    path = Path(os.environ["REKOLAB_HOME"]) / "ViT-B-32-random.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), path)
+    return str(path)
+
+
+def label_params(models: str) -> dict:
+    params: dict = {"Models": models.split("+")}
+    if "CLIP" in params["Models"]:
+        params["ClipModel"] = {"Arch": "ViT-B-32", "Pretrained": None, "Checkpoint": clip_checkpoint()}
+    if quick():
+        params["Settings"] = {"GeneralLabels": {"LabelInclusionFilters": ["Person", "Car", "Dog", "Chair"]}}
+    return params
+
+
+@functools.lru_cache(maxsize=4)
+def labels_analyzer(models: str):
+    from rekolab.analysis.labels import LabelDetectionAnalyzer
+    return LabelDetectionAnalyzer(label_params(models))
+
+
+def labels_job(models: str):
+    def run(path: Path, rate: float) -> None:
+        import rekolab as rk
+        p = label_params(models)
+        _wait(rk.start_label_detection(path, models=p["Models"], clip_model=p.get("ClipModel"),
+                                       settings=p.get("Settings"), sample_rate=rate))
+    return run
+
+
+def analyzer_model(factory):
+    def run(batches) -> None:
+        analyzer = factory()
+        for b in batches:
+            analyzer(b)
+    return run
+
+
+@functools.lru_cache(maxsize=2)
+def face_analyzer(attributes: str):
+    from rekolab.analysis.faces import FaceDetectionAnalyzer
+    return FaceDetectionAnalyzer({"FaceAttributes": attributes})
+
+
+def faces_job(attributes: str):
+    def run(path: Path, rate: float) -> None:
+        import rekolab as rk
+        _wait(rk.start_face_detection(path, face_attributes=attributes, sample_rate=rate))
+    return run
+
+
+COLLECTION = "bench-faces"
+
+
+def collection_size() -> int:
+    return 1000 if quick() else 10_000
+
+
+def setup_collection() -> None:
+    """A collection of random 128-d faces plus the real faces of the shared stills."""
+    from rekolab import collections as C
+    from rekolab.errors import ResourceAlreadyExistsException
+
+    try:
+        C.create_collection(COLLECTION)
+    except ResourceAlreadyExistsException:
+        return
+    rng = np.random.default_rng(0)
+    dim = known_dim()
+    n = collection_size()
+    for start in range(0, n, 1000):
+        x = rng.standard_normal((min(1000, n - start), dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        faces = [{"BoundingBox": {"Width": 0.1, "Height": 0.1, "Left": 0.4, "Top": 0.4}, "Confidence": 99.0,
+                  "ExternalImageId": f"random-{start + i}"} for i in range(len(x))]
+        C.add_faces(COLLECTION, x, faces, image_sha=f"bench-{start}")
+    import rekolab as rk
+    client = rk.client()
+    for name in ("lin-manuel-miranda.png", "obama.jpg"):
+        client.index_faces(CollectionId=COLLECTION, Image={"Bytes": (MEDIA / "faces" / name).read_bytes()},
+                           ExternalImageId=name.split(".")[0])
+
+
+def known_dim() -> int:
+    from rekolab.models.faces import face_pack
+    return int(face_pack().recognizer.output_shape[-1])
+
+
+@functools.lru_cache(maxsize=1)
+def known_faces() -> np.ndarray:
+    """The naive loop's gallery: a matrix of as many unit vectors as the collection."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((collection_size(), known_dim())).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def face_search_job(path: Path, rate: float) -> None:
+    import rekolab as rk
+    _wait(rk.start_face_search(path, COLLECTION, sample_rate=rate))
+
+
+@functools.lru_cache(maxsize=1)
+def face_search_analyzer():
+    from rekolab.analysis.face_search import FaceSearchAnalyzer
+    return FaceSearchAnalyzer({"CollectionId": COLLECTION})
+
+
+def setup_gallery() -> None:
+    import rekolab as rk
+    g = rk.celebrities.gallery()
+    if len(g) == 0:
+        g.add("Lin-Manuel Miranda", images=[MEDIA / "faces" / "lin-manuel-miranda.png"])
+        g.add("Barack Obama", images=[MEDIA / "faces" / "obama.jpg", MEDIA / "faces" / "obama2.jpg"])
+
+
+def celebrities_job(path: Path, rate: float) -> None:
+    import rekolab as rk
+    _wait(rk.start_celebrity_recognition(path, sample_rate=rate))
+
+
+def celebrities_model(batches) -> None:
+    from rekolab.analysis.celebrities import CelebrityRecognitionAnalyzer
+    analyzer = CelebrityRecognitionAnalyzer({})  # a fresh tracker per run, as a job has
+    for b in batches:
+        analyzer(b)
+
+
+def stream_latency(path: Path, rate: float) -> dict:
+    """Frame -> record latency of a face-search stream processor reading the clip in
+    real time (30 fps pacing): the record's arrival minus the frame's arrival, which
+    is its fragment's ServerTimestamp + FrameOffsetInSeconds."""
+    import rekolab as rk
+
+    setup_collection()
+    name = f"bench-{int(time.time() * 1000)}"
+    proc = rk.create_stream_processor(name, source=str(path), face_search={"CollectionId": COLLECTION},
+                                      sample_rate=rate)
+    latencies = []
+    for record in proc.start(realtime=True):
+        now = time.time()
+        kv = _find(record, "KinesisVideo")
+        if kv and "ServerTimestamp" in kv:
+            latencies.append((now - kv["ServerTimestamp"] - kv["FrameOffsetInSeconds"]) * 1000)
+    assert latencies, "the stream processor produced no records"
+    return summary(latencies)
+
+
+def _find(record, key):
+    if isinstance(record, dict):
+        if key in record:
+            return record[key]
+        for v in record.values():
+            found = _find(v, key)
+            if found is not None:
+                return found
+    elif isinstance(record, list):
+        for v in record:
+            found = _find(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+OPERATIONS: list[Operation] = [
+    Operation("faces DEFAULT", job=faces_job("DEFAULT"), model=analyzer_model(lambda: face_analyzer("DEFAULT")),
+              naive=naive_faces, setup=lambda: face_analyzer("DEFAULT"),
+              note="naive = cv2 reads every frame, FaceAnalysis.get (SCRFD 640x640 + recognizer) per sample"),
+    Operation("faces ALL", job=faces_job("ALL"), model=analyzer_model(lambda: face_analyzer("ALL")),
+              naive=naive_faces, setup=lambda: face_analyzer("ALL")),
+    Operation("labels YOLOX", job=labels_job("DETECTOR"), model=analyzer_model(lambda: labels_analyzer("DETECTOR")),
+              naive=naive_yolox, setup=lambda: labels_analyzer("DETECTOR"),
+              note="naive = cv2 + YoloxDetector.detect per sampled frame"),
+    Operation("labels CLIP ViT-B-32", job=labels_job("CLIP"), model=analyzer_model(lambda: labels_analyzer("CLIP")),
+              naive=naive_clip, setup=lambda: labels_analyzer("CLIP"), sample_rate=2.0,
+              note="random weights, real size; naive = cv2 + open_clip preprocess/encode_image per frame"),
+    Operation("labels YOLOX + CLIP", job=labels_job("DETECTOR+CLIP"),
+              model=analyzer_model(lambda: labels_analyzer("DETECTOR+CLIP")), naive=naive_labels,
+              setup=lambda: labels_analyzer("DETECTOR+CLIP"), sample_rate=2.0),
+    Operation("celebrities", job=celebrities_job, model=celebrities_model, naive=naive_face_matches,
+              setup=setup_gallery, note="gallery of 2 people; naive = FaceAnalysis.get + cosine per face"),
+    Operation("face search (10k faces)", job=face_search_job, model=analyzer_model(face_search_analyzer),
+              naive=naive_face_matches, setup=setup_collection,
+              note="10k random + 2 real faces indexed (1k in --quick); naive = FaceAnalysis.get + one matmul"),
+    Operation("stream processor (face search)", latency=stream_latency, setup=setup_collection),
+]
+
+
+if __name__ == "__main__":
+    if "--quick" in sys.argv:
+        os.environ["REKOLAB_BENCH_QUICK"] = "1"
+    main(OPERATIONS, Path(__file__).resolve())
