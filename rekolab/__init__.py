@@ -14,10 +14,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import celebrities, errors, export
-from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream_processor,
+from .api import (Collection, Job, StreamProcessor, StreamSession, analyze, create_stream_processor,
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
 from .client import Client, client
+from .datasets import DatasetRun
 from .errors import ClientError, ParamValidationError
 from .widgets import live_view
 
@@ -26,10 +27,12 @@ __all__ = [
     "Client",
     "ClientError",
     "Collection",
+    "DatasetRun",
     "Job",
     "ParamValidationError",
     "StreamProcessor",
     "StreamSession",
+    "analyze",
     "celebrities",
     "client",
     "create_stream_processor",
