@@ -58,8 +58,13 @@ class RayExecutor:
         ray = self._ray = require("ray", "ray")
         self._owns_ray = False
         if not ray.is_initialized():
-            ray.init(address=ray_address(address), ignore_reinit_error=True, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            address = ray_address(address)
+            options = {}
+            host = (address or "").split("://")[-1].rsplit(":", 1)[0]
+            if host.startswith("127."):  # a cluster on a loopback address: the driver is there too
+                options["_node_ip_address"] = host
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                     logging_level=logging.WARNING, **options)
             self._owns_ray = True
         resources = ray.cluster_resources()
         self.gpus = 1 if resources.get("GPU", 0) >= 1 else 0
