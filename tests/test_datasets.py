@@ -386,3 +386,62 @@ def test_ray_cluster_run_on_two_nodes_with_a_killed_worker(ray_cluster, local_ru
             ref_id = reference.loc[row["path"], "video"]
             assert (pq.read_table(tmp_path / "out" / folder / f"video={video_id}" / "part-0.parquet").to_pylist()
                     == pq.read_table(run.out / folder / f"video={ref_id}" / "part-0.parquet").to_pylist())
+
+
+# -- segments: exact merge and stitched identities ----------------------------------------
+
+
+def test_merge_segments_stitches_identities_across_a_boundary():
+    import pyarrow as pa
+
+    from rekolab.executors.segments import merge_segments, plan_segments
+
+    assert plan_segments(37, 18_000, 6, 2, stateful=False) == [(0, 0, 16), (16, 16, 32), (32, 32, 37)]
+    assert plan_segments(37, 18_000, 6, 2, stateful=True) == [(0, 0, 16), (0, 16, 32), (16, 32, 37)]
+
+    def t(frames, ids):
+        return pa.table({"FrameNumber": pa.array(frames, pa.int64()), "Index": pa.array(ids, pa.int64())})
+
+    # segment 1 owns frames 0-9; segment 2 warms up on frames 8-9 and owns 10-13;
+    # its tracker numbers from 0, so its ids are linked through the shared frames
+    first = t([0, 5, 5, 8, 9, 9], [0, 0, 1, 1, 1, 2])
+    second = t([8, 9, 9, 10, 12, 13], [0, 0, 1, 0, 2, 1])
+    merged = merge_segments([(first, {"FrameNumber": 0}), (second, {"FrameNumber": 10})], "Index")
+    assert merged.column("FrameNumber").to_pylist() == [0, 5, 5, 8, 9, 9, 10, 12, 13]
+    assert merged.column("Index").to_pylist() == [0, 0, 1, 1, 1, 2, 1, 3, 2]
+
+
+def test_split_face_search_equals_the_single_job(clips, env, tmp_path):
+    """The Hamilton clip in two segments (faces cross the boundary): Person.Index
+    and every other column as one face-search job gives them."""
+    from rekolab.api import Collection
+
+    cast = Collection.create("cast")
+    cast.index(str(MEDIA / "faces" / "lin-manuel-miranda.png"), external_image_id="lin")
+    video = clips / "long" / "hamilton.mp4"
+    run = rk.analyze(str(video), {"search": {"CollectionId": "cast"}}, out=tmp_path / "out", workers=2,
+                     sample_rate=3, segment_s=3).wait(progress=False)
+    m = run.manifest()
+    assert list(m["status"]) == ["SUCCEEDED"] and m["segments"][0] == 2
+    job = rk.start_face_search(video, collection_id="cast", sample_rate=3).wait(progress=False)
+    expected = job.to_arrow().to_pylist()
+    got = pq.read_table(next((tmp_path / "out" / "search").glob("video=*/part-0.parquet"))).to_pylist()
+    assert got == expected
+    boundary = 16 / 3 * 1000  # sample 16 at 3 per second
+    indices = {r["Index"] for r in expected if r["Timestamp"] < boundary} & {
+        r["Index"] for r in expected if r["Timestamp"] >= boundary}
+    assert indices, "no face track crosses the segment boundary: the test would prove nothing"
+
+
+def test_cli_analyze_resumes_and_reports_failures(local_run, capsys):
+    from rekolab.cli import main
+
+    run, _ = local_run
+    inputs = [v.uri for v in run.videos]
+    code = main(["analyze", *inputs, "-o", str(run.out), "--operations", "faces,labels", "-q",
+                 "-p", 'labels.Models=["DETECTOR"]', "--sample-rate", str(RATE), "--workers", "1"])
+    out = capsys.readouterr().out
+    assert code == 1  # the broken file fails again
+    assert "0 done, 8 skipped (already done), 1 failed of 9 videos" in out and "FAILED" in out
+    code = main(["analyze", *inputs, "-o", str(run.out), "--operations", "faces", "-q"])
+    assert code == 1 and "new_run=True" in capsys.readouterr().err
