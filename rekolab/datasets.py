@@ -99,6 +99,17 @@ def _pascal(key: str) -> str:
     return key if key[:1].isupper() else "".join(p[:1].upper() + p[1:] for p in key.split("_"))
 
 
+def _canonical_number(value):
+    """2.0 and 2 are the same parameter (a CLI gives floats, Python code ints)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canonical_number(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical_number(v) for v in value]
+    return value
+
+
 def resolve_operations(operations, sample_rate: float | None = None) -> dict[str, tuple[str, dict]]:
     """``{folder: (Start* operation, canonical parameters)}``, validated by the
     Start* request's own rules (unknown parameters and bad values raise now)."""
@@ -131,7 +142,8 @@ def resolve_operations(operations, sample_rate: float | None = None) -> dict[str
         if sample_rate is not None and "SampleRate" not in params:
             params["SampleRate"] = sample_rate
         request, _ = parse_start(op, {"Video": {"Path": "dataset-video.mp4"}, **params})
-        canonical = {k: v for k, v in request.params.items() if k not in ("Video", "JobTag", "NotificationChannel")}
+        canonical = {k: _canonical_number(v) for k, v in request.params.items()
+                     if k not in ("Video", "JobTag", "NotificationChannel")}
         out[folder] = (op, canonical)
     return out
 
