@@ -172,7 +172,6 @@ def _expand_remote(spec: str) -> list[str]:
 
     try:
         fs, root = fsspec.core.url_to_fs(spec)
-        protocol = spec.split("://", 1)[0]
         if _GLOB.search(root):
             found = fs.glob(root)
         elif fs.isdir(root):
@@ -185,7 +184,7 @@ def _expand_remote(spec: str) -> list[str]:
         raise InvalidParameterException(f"reading {spec} needs an fsspec filesystem: {exc}") from None
     except Exception as exc:
         raise InvalidS3ObjectException(f"unable to list {spec}: {type(exc).__name__}: {exc}") from None
-    return [p if "://" in p else f"{protocol}://{p}" for p in found]
+    return [p if "://" in p else fs.unstrip_protocol(p) for p in found]
 
 
 def _expand(spec) -> list[str]:

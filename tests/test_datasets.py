@@ -434,3 +434,32 @@ def test_cli_analyze_resumes_and_reports_failures(local_run, capsys):
     assert "0 done, 8 skipped (already done), 1 failed of 9 videos" in out and "FAILED" in out
     code = main(["analyze", *inputs, "-o", str(run.out), "--operations", "faces", "-q"])
     assert code == 1 and "new_run=True" in capsys.readouterr().err
+
+
+def test_remote_prefix_listing_identity_and_copy(clips, rekolab_home):
+    """The fsspec path of inputs (s3:// works the same way with s3fs installed):
+    a prefix lists its videos, identity comes from the object's info, and a worker's
+    copy lands in the rekolab home's cache, fetched again when the object changes."""
+    import fsspec
+
+    from rekolab.datasets import collect_inputs, content_identity
+    from rekolab.executors.work import local_copy
+
+    fs = fsspec.filesystem("memory")
+    data = (clips / "numbered_0.mp4").read_bytes()
+    fs.pipe("/bucket/clips/a.mp4", data)
+    fs.pipe("/bucket/clips/deeper/b.MOV", data)
+    fs.pipe("/bucket/clips/notes.txt", b"not a video")
+    videos = collect_inputs("memory://bucket/clips/")
+    url = fs.unstrip_protocol  # memory:///bucket/..., s3://bucket/...
+    assert [v.uri for v in videos] == [url("/bucket/clips/a.mp4"), url("/bucket/clips/deeper/b.MOV")]
+    assert [v.uri for v in collect_inputs("memory://bucket/**/*.mp4")] == [url("/bucket/clips/a.mp4")]
+    ident = content_identity(videos[0].uri)
+    assert ident["size"] == len(data)
+    copy = local_copy(videos[0].uri, ident)
+    assert Path(copy).read_bytes() == data and copy.startswith(str(rekolab_home))
+    fs.pipe("/bucket/clips/a.mp4", data[:-10])
+    changed = content_identity(videos[0].uri)
+    assert changed != ident and local_copy(videos[0].uri, changed) != copy
+    with pytest.raises(InvalidParameterException, match="match no video"):
+        collect_inputs("memory://bucket/empty/")
