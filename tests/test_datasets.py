@@ -279,14 +279,25 @@ def _ray_node(args: list[str], tmp: Path, name: str) -> subprocess.Popen:
 
 
 def _processes_of(groups: set[int]) -> list[tuple[int, str]]:
-    out = []
+    """Processes in these process groups, or descended from their leaders (Ray may
+    start workers in sessions of their own): ``(pid, command line)``."""
+    info = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if os.getpgid(int(proc.name)) in groups:
-                    out.append((int(proc.name), (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
-            except (OSError, ProcessLookupError):
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                info[int(proc.name)] = (int(stat[1]), int(stat[2]),  # ppid, pgid
+                                        (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except (OSError, IndexError, ValueError):
                 continue
+    out = []
+    for pid, (ppid, pgid, cmd) in info.items():
+        chain, seen = pid, set()
+        while chain in info and chain not in seen and info[chain][1] not in groups and chain not in groups:
+            seen.add(chain)
+            chain = info[chain][0]
+        if chain in groups or (chain in info and info[chain][1] in groups):
+            out.append((pid, cmd))
     return out
 
 
@@ -322,14 +333,19 @@ def _kill_groups(nodes: list) -> None:
     import ray
 
     ray.shutdown()
+    victims = [pid for pid, _ in _processes_of({p.pid for p in nodes})]  # before leaders go
     for p in nodes:
         try:
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    for pid in victims:  # descendants in sessions of their own
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for p in nodes:
         p.wait(30)
-    for pid, _ in _processes_of({p.pid for p in nodes}):  # anything that outlived its leader
-        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
