@@ -416,26 +416,32 @@ def test_merge_segments_stitches_identities_across_a_boundary():
     assert merged.column("Index").to_pylist() == [0, 0, 1, 1, 1, 2, 1, 3, 2]
 
 
-def test_split_face_search_equals_the_single_job(clips, env, tmp_path):
-    """The Hamilton clip in two segments (faces cross the boundary): Person.Index
-    and every other column as one face-search job gives them."""
+def test_split_search_and_celebrities_equal_the_single_jobs(clips, env, tmp_path):
+    """The Hamilton clip in two segments (faces cross the boundary): face search's
+    Person.Index and celebrity recognition's appearances (stitched, then named by
+    one finalize over the merged rows) equal the single jobs' rows exactly."""
     from rekolab.api import Collection
 
     cast = Collection.create("cast")
     cast.index(str(MEDIA / "faces" / "lin-manuel-miranda.png"), external_image_id="lin")
+    rk.celebrities.gallery().add("Lin-Manuel Miranda", images=[MEDIA / "faces" / "lin-manuel-miranda.png"])
     video = clips / "long" / "hamilton.mp4"
-    run = rk.analyze(str(video), {"search": {"CollectionId": "cast"}}, out=tmp_path / "out", workers=2,
-                     sample_rate=3, segment_s=3).wait(progress=False)
+    run = rk.analyze(str(video), {"search": {"CollectionId": "cast"}, "celebrities": {}}, out=tmp_path / "out",
+                     workers=2, sample_rate=3, segment_s=3).wait(progress=False)
     m = run.manifest()
-    assert list(m["status"]) == ["SUCCEEDED"] and m["segments"][0] == 2
-    job = rk.start_face_search(video, collection_id="cast", sample_rate=3).wait(progress=False)
-    expected = job.to_arrow().to_pylist()
-    got = pq.read_table(next((tmp_path / "out" / "search").glob("video=*/part-0.parquet"))).to_pylist()
-    assert got == expected
+    assert list(m["status"]) == ["SUCCEEDED"], m["status_message"][0]
+    assert m["segments"][0] == 2
+    jobs = {"search": rk.start_face_search(video, collection_id="cast", sample_rate=3),
+            "celebrities": rk.start_celebrity_recognition(video, sample_rate=3)}
     boundary = 16 / 3 * 1000  # sample 16 at 3 per second
-    indices = {r["Index"] for r in expected if r["Timestamp"] < boundary} & {
-        r["Index"] for r in expected if r["Timestamp"] >= boundary}
-    assert indices, "no face track crosses the segment boundary: the test would prove nothing"
+    for folder, job in jobs.items():
+        expected = job.wait(progress=False).to_arrow().to_pylist()
+        got = pq.read_table(next((tmp_path / "out" / folder).glob("video=*/part-0.parquet"))).to_pylist()
+        assert got == expected, folder
+        ids = "Index" if folder == "search" else "TrackIndex"
+        crossing = ({r[ids] for r in expected if r["Timestamp"] < boundary}
+                    & {r[ids] for r in expected if r["Timestamp"] >= boundary})
+        assert crossing, f"{folder}: no identity crosses the segment boundary: the test would prove nothing"
 
 
 def test_cli_analyze_resumes_and_reports_failures(local_run, capsys):

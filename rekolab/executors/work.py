@@ -224,6 +224,8 @@ def _run(task: Task) -> dict:
 
         out = {}
         for op, params in task.operations:
+            if op not in task.tables:
+                continue  # an operation of the group without finalize: merged by the driver
             analyzer = analyzer_for(op, dict(params, Video={"Path": task.path}))
             out[op] = table_to_bytes(finalize_table(analyzer, table_from_bytes(task.tables[op])))
         return {"tables": out}
