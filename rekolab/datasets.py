@@ -495,6 +495,8 @@ class _Scheduler:
                 identity = {"error": str(exc)}
             if previous and previous.get("status") == "SUCCEEDED" and previous.get("identity") == identity:
                 run.counts["skipped"] += 1
+                if previous.get("extra") != video.extra:  # the input table's columns are the current ones
+                    store.atomic_write_json(_record_path(run.out, video.id), {**previous, "extra": video.extra})
                 continue
             st = self.state[video.id] = {
                 "video": video, "identity": identity, "started": time.time(), "groups": len(self.groups),

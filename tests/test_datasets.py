@@ -273,7 +273,8 @@ def _ray_node(args: list[str], tmp: Path, name: str) -> subprocess.Popen:
              f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
     return subprocess.Popen([str(ray), "start", "--block", "--num-cpus=1", f"--node-ip-address={RAY_IP}",
-                             "--object-store-memory=80000000", "--disable-usage-stats", *ports, *args],
+                             "--object-store-memory=80000000", "--disable-usage-stats", "--include-log-monitor=false",
+                             *ports, *args],
                             env=env, start_new_session=True, stdout=open(tmp / f"{name}.log", "wb"),
                             stderr=subprocess.STDOUT)
 
