@@ -17,6 +17,8 @@ from . import celebrities, errors, export
 from .api import (Collection, Job, StreamProcessor, StreamSession, analyze, create_stream_processor,
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
+from .api import detect_text, start_segment_detection, start_text_detection
+from .api import detect_moderation_labels, start_content_moderation, start_person_tracking
 from .client import Client, client
 from .datasets import DatasetRun
 from .errors import ClientError, ParamValidationError
@@ -36,6 +38,7 @@ __all__ = [
     "celebrities",
     "client",
     "create_stream_processor",
+    "detect_text",
     "errors",
     "export",
     "live_view",
@@ -43,4 +46,9 @@ __all__ = [
     "start_face_detection",
     "start_face_search",
     "start_label_detection",
+    "start_segment_detection",
+    "start_text_detection",
+    "start_content_moderation",
+    "detect_moderation_labels",
+    "start_person_tracking",
 ]

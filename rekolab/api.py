@@ -417,6 +417,185 @@ def start_label_detection(video, min_confidence: float | None = None, settings: 
 __all__ += ["start_label_detection"]
 
 
+# -- content moderation (rekolab/analysis/moderation.py) --------------------------------
+def start_content_moderation(video, min_confidence: float | None = None, *, sample_rate: float | None = None,
+                             client_request_token: str | None = None, job_tag: str | None = None,
+                             notification_channel: dict | None = None, models: list[str] | None = None,
+                             clip_model: dict | None = None, client: Client | None = None) -> Job:
+    """Start content moderation on a video and return its :class:`Job` at once.
+
+    ``min_confidence``: 0-100 (default 50); ``models``: ``["NUDENET"]``, ``["CLIP"]`` or
+    both (default: every model that can run here); ``clip_model``: ``{"Arch",
+    "Pretrained", "Checkpoint"}`` as for label detection.
+
+        job = rk.start_content_moderation("clip.mp4")
+        job.to_pandas()              # Timestamp, Name, ParentName, TaxonomyLevel, Confidence, ...
+        job.models["Categories"]     # which categories ran, and why the others did not
+    """
+    client = client or default_client()
+    r = client.start_content_moderation(**_params(
+        Video=video_param(video), MinConfidence=min_confidence, SampleRate=sample_rate,
+        ClientRequestToken=client_request_token, JobTag=job_tag, NotificationChannel=notification_channel,
+        Models=None if models is None else list(models), ClipModel=clip_model))
+    return Job(r["JobId"], client)
+
+
+# -- segment detection (rekolab/analysis/segments.py) -----------------------------------
+def start_segment_detection(video, segment_types: list[str] | tuple[str, ...] = ("TECHNICAL_CUE", "SHOT"),
+                            filters: dict | None = None, *, shot_min_confidence: float | None = None,
+                            cue_min_confidence: float | None = None, black_max_pixel_threshold: float | None = None,
+                            black_min_coverage_percentage: float | None = None,
+                            client_request_token: str | None = None, job_tag: str | None = None,
+                            notification_channel: dict | None = None, client: Client | None = None) -> Job:
+    """Start segment detection (shots and technical cues, every frame) and return
+    its :class:`Job` at once.
+
+        job = rk.start_segment_detection("episode.mp4")
+        job.to_pandas()   # Type, Start/End/Duration ms, SMPTE timecodes, frames, ShotSegment, ...
+
+    ``filters``: Rekognition's ``Filters`` dict; or the keywords ``shot_min_confidence``,
+    ``cue_min_confidence`` (50-100, default 50), ``black_max_pixel_threshold`` (0-1,
+    default 0.2), ``black_min_coverage_percentage`` (0-100, default 99)."""
+    client = client or default_client()
+    filters = dict(filters or {})
+    if shot_min_confidence is not None:
+        filters.setdefault("ShotFilter", {})["MinSegmentConfidence"] = shot_min_confidence
+    cue = {}
+    if cue_min_confidence is not None:
+        cue["MinSegmentConfidence"] = cue_min_confidence
+    black = _params(MaxPixelThreshold=black_max_pixel_threshold, MinCoveragePercentage=black_min_coverage_percentage)
+    if black:
+        cue["BlackFrame"] = black
+    if cue:
+        filters["TechnicalCueFilter"] = {**filters.get("TechnicalCueFilter", {}), **cue}
+    r = client.start_segment_detection(**_params(
+        Video=video_param(video), SegmentTypes=list(segment_types), Filters=filters or None,
+        ClientRequestToken=client_request_token, JobTag=job_tag, NotificationChannel=notification_channel))
+    return Job(r["JobId"], client)
+
+
+# -- text detection (rekolab/analysis/text.py) ------------------------------------------
+def _text_filters(filters, min_confidence, min_bounding_box_height, min_bounding_box_width,
+                  regions_of_interest) -> dict | None:
+    filters = dict(filters or {})
+    word = _params(MinConfidence=min_confidence, MinBoundingBoxHeight=min_bounding_box_height,
+                   MinBoundingBoxWidth=min_bounding_box_width)
+    if word:
+        filters["WordFilter"] = {**filters.get("WordFilter", {}), **word}
+    if regions_of_interest is not None:
+        filters["RegionsOfInterest"] = list(regions_of_interest)
+    return filters or None
+
+
+def start_text_detection(video, min_confidence: float | None = None, *, filters: dict | None = None,
+                         min_bounding_box_height: float | None = None, min_bounding_box_width: float | None = None,
+                         regions_of_interest: list[dict] | None = None, sample_rate: float | None = None,
+                         client_request_token: str | None = None, job_tag: str | None = None,
+                         notification_channel: dict | None = None, client: Client | None = None) -> Job:
+    """Start text detection (PP-OCRv4 lines and words on the sampled frames) and
+    return its :class:`Job` at once.
+
+        job = rk.start_text_detection("clip.mp4", min_confidence=90,
+                                      regions_of_interest=[{"BoundingBox": {"Left": 0, "Top": 0.8,
+                                                                            "Width": 1, "Height": 0.2}}])
+        job.to_pandas()   # Timestamp, DetectedText, Type, Id, ParentId, Confidence, Geometry
+
+    ``min_confidence`` (default 80), ``min_bounding_box_height`` / ``_width`` (ratios)
+    make the WordFilter; ``regions_of_interest``: up to 10 ``{"BoundingBox"}`` or
+    ``{"Polygon"}`` regions; ``sample_rate``: frames analysed per second (default 5)."""
+    client = client or default_client()
+    r = client.start_text_detection(**_params(
+        Video=video_param(video), Filters=_text_filters(filters, min_confidence, min_bounding_box_height,
+                                                        min_bounding_box_width, regions_of_interest),
+        SampleRate=sample_rate, ClientRequestToken=client_request_token, JobTag=job_tag,
+        NotificationChannel=notification_channel))
+    return Job(r["JobId"], client)
+
+
+def _image_bytes(image: Any) -> dict:
+    """A PIL image or an RGB uint8 numpy array (H, W, 3) -> ``{"Bytes": PNG}``; other
+    inputs as :func:`image_param`."""
+    if hasattr(image, "save") and hasattr(image, "mode"):  # PIL.Image.Image
+        import io
+
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        return {"Bytes": buf.getvalue()}
+    if hasattr(image, "__array_interface__") and not isinstance(image, (bytes, bytearray)):
+        import numpy as np
+
+        from .models import require
+
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
+            raise TypeError(f"an image array must be (H, W) or (H, W, 3) uint8 RGB, not {arr.shape} {arr.dtype}")
+        cv2 = require("cv2", "video")
+        bgr = arr if arr.ndim == 2 else np.ascontiguousarray(arr[:, :, 2::-1])
+        ok, png = cv2.imencode(".png", bgr)
+        if not ok:
+            raise ValueError("could not encode the array as PNG")
+        return {"Bytes": png.tobytes()}
+    return image_param(image)
+
+
+def detect_text(image, min_confidence: float | None = None, *, filters: dict | None = None,
+                min_bounding_box_height: float | None = None, min_bounding_box_width: float | None = None,
+                regions_of_interest: list[dict] | None = None, client: Client | None = None):
+    """DetectText on one image: a path, bytes, an ``s3://`` URL, an Image dict, a PIL
+    image or an RGB numpy array. Returns a DataFrame (one row per line or word:
+    DetectedText, Type, Id, ParentId, Confidence, Geometry; ``pd.ArrowDtype``
+    columns); ``df.attrs["response"]`` is the DetectText response.
+
+        df = rk.detect_text("sign.jpg")
+        df[df.Type == "LINE"].DetectedText
+    """
+    import pandas as pd
+
+    from .results.text import TEXT_SCHEMA
+
+    client = client or default_client()
+    response = client.detect_text(**_params(
+        Image=_image_bytes(image), Filters=_text_filters(filters, min_confidence, min_bounding_box_height,
+                                                         min_bounding_box_width, regions_of_interest)))
+    schema = pa.schema([f for f in TEXT_SCHEMA if f.name not in ("Timestamp", "FrameNumber")])
+    df = pa.Table.from_pylist(response["TextDetections"], schema=schema).to_pandas(types_mapper=pd.ArrowDtype)
+    df.attrs["response"] = response
+    return df
+
+
+__all__ += ["start_segment_detection", "start_text_detection", "detect_text"]
+
+
+def detect_moderation_labels(image, min_confidence: float | None = None, *, models: list[str] | None = None,
+                             clip_model: dict | None = None, client: Client | None = None) -> dict:
+    """DetectModerationLabels on one image: a path, bytes, ``s3://`` URL, PIL image or
+    RGB ``ndarray``; returns the response (``ModerationLabels``, ``ModerationModelVersion``)."""
+    client = client or default_client()
+    return client.detect_moderation_labels(**_params(
+        Image=_image_bytes(image), MinConfidence=min_confidence,
+        Models=None if models is None else list(models), ClipModel=clip_model))
+
+
+__all__ += ["start_content_moderation", "detect_moderation_labels"]
+
+
+# -- person tracking (rekolab/analysis/persons.py) ---------------------------------------
+def start_person_tracking(video, *, sample_rate: float | None = None, client_request_token: str | None = None,
+                          job_tag: str | None = None, notification_channel: dict | None = None,
+                          client: Client | None = None) -> Job:
+    """Start person tracking on a video and return its :class:`Job` at once.
+
+        job = rk.start_person_tracking("clip.mp4", sample_rate=5)
+        job.to_pandas()   # Timestamp, Index, BoundingBox, Face, ...
+    """
+    client = client or default_client()
+    r = client.start_person_tracking(**_params(
+        Video=video_param(video), SampleRate=sample_rate, ClientRequestToken=client_request_token,
+        JobTag=job_tag, NotificationChannel=notification_channel))
+    return Job(r["JobId"], client)
+
+
+__all__ += ["start_person_tracking"]
 # -- dataset runs (rekolab.datasets) ---------------------------------------------------
 
 

@@ -5,10 +5,15 @@
     rekolab show JOB_ID [--items 3]                        # one job's record (+ its first Get* items)
     rekolab export JOB_ID FORMAT -o PATH                   # parquet, jsonl, coco, fiftyone, frames, crops
     rekolab plot JOB_ID -o timeline.png                    # the job's timeline as a picture
+    rekolab serve [--host 127.0.0.1] [--port 9250] [--credentials FILE]   # Rekognition's API for any AWS SDK
 
     rekolab labels VIDEO|FOLDER [--min-confidence 50] [--include Car Person] [--exclude Text]
     rekolab celebrities VIDEO|FOLDER [--gallery DIR] [--min-confidence 50]
     rekolab search VIDEO|FOLDER --collection cast [--threshold 80]
+    rekolab segments VIDEO|FOLDER [--types SHOT TECHNICAL_CUE] [--min-confidence 50] [--black-threshold 0.2]
+    rekolab text VIDEO|FOLDER [--min-confidence 80] [--region LEFT,TOP,WIDTH,HEIGHT]
+    rekolab moderation VIDEO|FOLDER [--min-confidence 50] [--models NUDENET CLIP]
+    rekolab persons VIDEO|FOLDER [--sample-rate 5]
 
 (``rekolab COMMAND --help`` shows a command's options).
 
@@ -131,6 +136,71 @@ def _search_start(rk, args, video):
     return rk.start_face_search(video, args.collection, args.threshold, sample_rate=args.sample_rate)
 
 
+def _segments_args(p):
+    p.add_argument("--types", nargs="+", choices=["TECHNICAL_CUE", "SHOT"], default=["TECHNICAL_CUE", "SHOT"],
+                   help="SegmentTypes (default both)")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="MinSegmentConfidence 50-100 for shots and cues (default 50)")
+    p.add_argument("--black-threshold", type=float, default=None, help="BlackFrame.MaxPixelThreshold 0-1 (default 0.2)")
+    p.add_argument("--black-coverage", type=float, default=None,
+                   help="BlackFrame.MinCoveragePercentage 0-100 (default 99)")
+
+
+def _segments_start(rk, args, video):
+    return rk.start_segment_detection(video, args.types, shot_min_confidence=args.min_confidence,
+                                      cue_min_confidence=args.min_confidence,
+                                      black_max_pixel_threshold=args.black_threshold,
+                                      black_min_coverage_percentage=args.black_coverage)
+
+
+def _segment_summary(job) -> str:
+    """One line per segment: type, frames, SMPTE start-end, confidence."""
+    df = job.to_pandas()
+    if df.empty:
+        return "no segments"
+    lines = []
+    for row in df.itertuples():
+        kind = row.ShotSegment["Index"] if row.Type == "SHOT" else row.TechnicalCueSegment["Type"]
+        conf = (row.ShotSegment if row.Type == "SHOT" else row.TechnicalCueSegment)["Confidence"]
+        label = f"shot {kind}" if row.Type == "SHOT" else str(kind)
+        lines.append(f"{label:<16} frames {row.StartFrameNumber:>7}-{row.EndFrameNumber:<7} "
+                     f"{row.StartTimecodeSMPTE} - {row.EndTimecodeSMPTE}  {conf:5.1f}")
+    return "\n".join(lines)
+
+
+def _text_args(p):
+    p.add_argument("--min-confidence", type=float, default=None, help="WordFilter.MinConfidence 0-100 (default 80)")
+    p.add_argument("--region", action="append", metavar="LEFT,TOP,WIDTH,HEIGHT",
+                   help="a RegionsOfInterest box (ratios); repeat for more")
+
+
+def _text_start(rk, args, video):
+    regions = None
+    if args.region:
+        regions = []
+        for text in args.region:
+            try:
+                left, top, width, height = (float(v) for v in text.split(","))
+            except ValueError:
+                raise UsageError(f"--region {text!r}: give LEFT,TOP,WIDTH,HEIGHT as four ratios") from None
+            regions.append({"BoundingBox": {"Left": left, "Top": top, "Width": width, "Height": height}})
+    return rk.start_text_detection(video, args.min_confidence, regions_of_interest=regions,
+                                   sample_rate=args.sample_rate)
+def _moderation_args(p):
+    p.add_argument("--min-confidence", type=float, default=None, help="MinConfidence 0-100 (default 50)")
+    p.add_argument("--models", nargs="+", choices=["NUDENET", "CLIP"], default=None,
+                   help="which models to run (default: every one that can run here)")
+
+
+def _moderation_start(rk, args, video):
+    return rk.start_content_moderation(video, min_confidence=args.min_confidence, models=args.models,
+                                       sample_rate=args.sample_rate)
+
+
+def _persons_start(rk, args, video):
+    return rk.start_person_tracking(video, sample_rate=args.sample_rate)
+
+
 #: command -> (help, the notebook verb it runs, add-arguments, start, summary)
 OPERATIONS: dict[str, tuple] = {
     "faces": ("detect faces in a video (StartFaceDetection)", "start_face_detection",
@@ -141,6 +211,14 @@ OPERATIONS: dict[str, tuple] = {
                     "start_celebrity_recognition", _celebrities_args, _celebrities_start, _lane_summary),
     "search": ("search a video's faces in a collection (StartFaceSearch)", "start_face_search",
                _search_args, _search_start, _lane_summary),
+    "segments": ("detect shots and technical cues on every frame (StartSegmentDetection)",
+                 "start_segment_detection", _segments_args, _segments_start, _segment_summary),
+    "text": ("detect text lines and words in a video (StartTextDetection)", "start_text_detection",
+             _text_args, _text_start, _lane_summary),
+    "moderation": ("find unsafe content in a video (StartContentModeration)", "start_content_moderation",
+                   _moderation_args, _moderation_start, _lane_summary),
+    "persons": ("track people through a video (StartPersonTracking)", "start_person_tracking",
+                lambda p: None, _persons_start, _lane_summary),
 }
 
 
@@ -246,7 +324,9 @@ def _jobs(args) -> int:
 
 def _operation_name(name: str) -> str:
     names = {"faces": "StartFaceDetection", "labels": "StartLabelDetection",
-             "celebrities": "StartCelebrityRecognition", "search": "StartFaceSearch"}
+             "celebrities": "StartCelebrityRecognition", "search": "StartFaceSearch",
+             "segments": "StartSegmentDetection", "text": "StartTextDetection",
+             "moderation": "StartContentModeration", "persons": "StartPersonTracking"}
     return names.get(name, name if name.startswith("Start") else "Start" + name)
 
 
@@ -367,6 +447,19 @@ def _analyze(args) -> int:
     return 1 if c["failed"] else 0
 
 
+def _serve(args) -> int:
+    from .server import serve
+    from .server.sigv4 import load_credentials
+
+    try:
+        credentials = load_credentials(args.credentials) if args.credentials else None
+        serve(args.host, args.port, credentials, allow_remote=args.allow_unauthenticated_remote,
+              log_level=args.log_level)
+    except (ValueError, OSError) as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 def _parser(available: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -386,7 +479,7 @@ def _parser(available: list[str]) -> argparse.ArgumentParser:
                        help="frames analysed per second of video (default 5)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     jobs = sub.add_parser("jobs", help="list the jobs in the rekolab home")
-    jobs.add_argument("--operation", help="faces, labels, celebrities, search (or a Start* name)")
+    jobs.add_argument("--operation", help="faces, labels, celebrities, search, moderation, persons (or a Start* name)")
     jobs.add_argument("--status", choices=["IN_PROGRESS", "SUCCEEDED", "FAILED"])
     show = sub.add_parser("show", help="show one job's record")
     show.add_argument("job_id")
@@ -416,6 +509,17 @@ def _parser(available: list[str]) -> argparse.ArgumentParser:
     ana.add_argument("--sample-rate", type=float, default=None, help="frames analysed per second of video")
     ana.add_argument("--new-run", action="store_true", help="replace a run with other parameters in the folder")
     ana.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    srv = sub.add_parser("serve", help="serve Amazon Rekognition's JSON API for boto3, the AWS CLI and any AWS SDK",
+                         description="Serve Amazon Rekognition's own wire protocol (JSON 1.1 over HTTP) on this "
+                                     "machine; prints the variables to set. See docs/server.md.")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=9250, help="port (default 9250)")
+    srv.add_argument("--credentials", type=Path, metavar="FILE",
+                     help="verify SigV4 signatures against these keys (JSON {id: secret}, an AWS credentials "
+                          "INI file or 'ID SECRET' lines); without it any well-formed signature is accepted")
+    srv.add_argument("--allow-unauthenticated-remote", action="store_true",
+                     help="bind a non-loopback address without --credentials (anyone who reaches it can use it)")
+    srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     plot = sub.add_parser("plot", help="save a job's timeline picture (PNG, SVG, PDF)")
     plot.add_argument("job_id")
     plot.add_argument("-o", "--output", type=Path, required=True)
@@ -430,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in OPERATIONS:
             return _run_operation(args, args.command)
         return {"jobs": _jobs, "show": _show, "export": _export, "plot": _plot,
-                "analyze": _analyze}[args.command](args)
+                "analyze": _analyze, "serve": _serve}[args.command](args)
     except UsageError as e:
         _err(str(e))
         return 2

@@ -14,11 +14,14 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import uuid
 from typing import Callable
 
 import pyarrow as pa
+from botocore.exceptions import ClientError
 
-from .errors import Exceptions, RekognitionError, ResourceNotFoundException
+from .errors import (ERROR_CODES, Exceptions, RekognitionError, ResourceNotFoundException,
+                     UnsupportedOperationException, error_class)
 from .jobs import JobManager, JobRecord
 from .requests import GetRequest, parse_get, parse_start
 from .results import face_detection_items, make_token, read_token
@@ -28,18 +31,23 @@ __all__ = ["Client", "client"]
 
 
 def _operation(name: str):
-    """Name the operation in errors raised below it ("... when calling the X operation")."""
+    """Run one operation through the client's shared machinery (:meth:`Client._call`):
+    botocore's events (so ``botocore.stub.Stubber`` works), errors named after the
+    operation ("... when calling the X operation"), ``ResponseMetadata``."""
     def wrap(method):
         @functools.wraps(method)
         def call(self, **kwargs):
-            try:
-                return method(self, **kwargs)
-            except RekognitionError as exc:
-                if exc.operation_name == name:
-                    raise
-                raise type(exc)(exc.message, name) from None
+            return self._call(name, method, kwargs)
         return call
     return wrap
+
+
+def _not_implemented(operation: str):
+    def method(self, **kwargs):
+        raise UnsupportedOperationException(
+            f"rekolab does not implement {operation}; the operations it implements are listed in "
+            "its README (What is implemented)", operation)
+    return method
 
 
 class Client:
@@ -50,13 +58,28 @@ class Client:
 
     def __init__(self, *, buckets: dict[str, str | os.PathLike] | None = None,
                  max_concurrent_jobs: int | None = None, workers: int | None = None,
-                 streams: dict | None = None):
+                 streams: dict | None = None, region_name: str | None = None,
+                 endpoint_url: str | None = None, config=None, aws_outputs: bool | None = None,
+                 **boto3_arguments):
+        unknown = set(boto3_arguments) - _BOTO3_ARGUMENTS
+        if unknown:
+            raise TypeError(f"rekolab.Client() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
         self.buckets = parse_buckets(os.environ.get("REKOLAB_BUCKETS"))
         self.buckets.update({k: str(v) for k, v in (buckets or {}).items()})
         self.jobs = JobManager(max_concurrent_jobs=max_concurrent_jobs, workers=workers)
         # streams: Kinesis video stream ARN -> source (file, URL, camera, iterable); see streaming.py
         from .streaming import StreamProcessorManager, jobs_publisher
         self.stream_processors = StreamProcessorManager(streams, jobs_publisher(self.jobs))
+        self.meta = _client_meta(region_name, endpoint_url, config)
+        # aws_outputs: SNS notifications and Kinesis records go to real endpoints (rekolab/aws/);
+        # on in `rekolab serve`, opt-in here (REKOLAB_AWS_OUTPUTS=1), so offline use never dials out.
+        if aws_outputs is None:
+            aws_outputs = os.environ.get("REKOLAB_AWS_OUTPUTS", "") in ("1", "true", "yes")
+        self.aws_outputs = bool(aws_outputs)
+        if self.aws_outputs:
+            from .aws import sns_publisher
+            self.jobs.publishers.append(sns_publisher())
+            self.stream_processors.aws_outputs = True
 
     def __repr__(self) -> str:
         return f"rekolab.Client(buckets={sorted(self.buckets)})"
@@ -70,6 +93,68 @@ class Client:
         return self.jobs.subscribe(callback, SNSTopicArn)
 
     # -- shared machinery ------------------------------------------------------------
+    def _call(self, operation: str, method: Callable, kwargs: dict) -> dict:
+        """One operation as botocore's ``_make_api_call`` runs it: the
+        ``before-parameter-build`` and ``before-call`` events (a handler answering
+        ``before-call``, e.g. Stubber, replaces the call), errors named after the
+        operation, then ``ResponseMetadata``."""
+        model = self.meta.service_model.operation_model(operation)
+        context = {"client_region": self.meta.region_name, "client_config": self.meta.config}
+        events = self.meta.events
+        responses = events.emit(f"provide-client-params.rekognition.{operation}", params=kwargs,
+                                model=model, context=context)
+        kwargs = next((r[1] for r in responses if r[1] is not None), kwargs)
+        events.emit(f"before-parameter-build.rekognition.{operation}", params=kwargs, model=model, context=context)
+        _, stubbed = events.emit_until_response(f"before-call.rekognition.{operation}", model=model,
+                                                params=kwargs, request_signer=None, context=context)
+        if stubbed is not None:
+            http, parsed = stubbed
+            if http.status_code >= 300:
+                error = parsed.get("Error", {})
+                raise ClientError(parsed, operation) if error.get("Code") not in ERROR_CODES else \
+                    error_class(error["Code"])(error.get("Message", ""), operation)
+            return parsed
+        try:
+            result = method(self, **kwargs)
+        except RekognitionError as exc:
+            if exc.operation_name == operation:
+                raise
+            raise type(exc)(exc.message, operation) from None
+        request_id = str(uuid.uuid4())
+        return {**result, "ResponseMetadata": {
+            "RequestId": request_id, "HTTPStatusCode": 200, "RetryAttempts": 0,
+            "HTTPHeaders": {"x-amzn-requestid": request_id, "content-type": "application/x-amz-json-1.1"}}}
+
+    def __getattr__(self, name: str):
+        """An operation rekolab does not implement is still a method (as in boto3):
+        calling it raises ``UnsupportedOperationException``, a ``ClientError``."""
+        operation = _METHOD_TO_API.get(name)
+        if operation is None or name.startswith("_"):
+            raise AttributeError(f"'Client' object has no attribute {name!r}")
+
+        def call(**kwargs):
+            return self._call(operation, _not_implemented(operation), kwargs)
+        call.__name__ = name
+        return call
+
+    def can_paginate(self, operation_name: str) -> bool:
+        """True for the operations botocore has a paginator for (as boto3's)."""
+        return _METHOD_TO_API.get(operation_name) in _paginator_configs()
+
+    def get_paginator(self, operation_name: str):
+        """botocore's own :class:`~botocore.paginate.Paginator` over this client's method."""
+        from botocore.exceptions import OperationNotPageableError
+        from botocore.paginate import Paginator
+
+        if not self.can_paginate(operation_name):
+            raise OperationNotPageableError(operation_name=operation_name)
+        api = _METHOD_TO_API[operation_name]
+        return Paginator(getattr(self, operation_name), _paginator_configs()[api],
+                         self.meta.service_model.operation_model(api))
+
+    def close(self) -> None:
+        """As boto3's ``close()``: nothing to release here (no connections); jobs keep running."""
+
     def _start(self, operation: str, kwargs: dict) -> dict:
         request, token = parse_start(operation, kwargs)
         return {"JobId": self.jobs.start(request, token, self.buckets)}
@@ -347,12 +432,190 @@ class Client:
         """DeleteStreamProcessor: only a STOPPED or FAILED processor."""
         return self.stream_processors.delete(kwargs)
 
+    # -- segment detection (rekolab/analysis/segments.py, shots.py, results/segments.py) --
+    @_operation("StartSegmentDetection")
+    def start_segment_detection(self, **kwargs) -> dict:
+        """StartSegmentDetection: SHOT and TECHNICAL_CUE segments on every frame of the
+        video (see docs/segments.md). Filters are checked before the job starts."""
+        from .analysis.segments import check_start
+
+        request, token = parse_start("StartSegmentDetection", kwargs)
+        check_start(request.params)
+        return {"JobId": self.jobs.start(request, token, self.buckets)}
+
+    @_operation("GetSegmentDetection")
+    def get_segment_detection(self, **kwargs) -> dict:
+        """GetSegmentDetection: ``Segments[]`` in the order of the requested SegmentTypes,
+        each type by time; ``VideoMetadata`` and ``AudioMetadata`` lists and
+        ``SelectedSegmentTypes`` (with model versions) on every page."""
+        from .results.segments import segment_items
+
+        req = parse_get("GetSegmentDetection", kwargs)
+        response = self._page(req, "StartSegmentDetection", segment_items, "Segments")
+        record = self.jobs.record(req.job_id)
+        response["VideoMetadata"] = [response["VideoMetadata"]] if "VideoMetadata" in response else []
+        response["AudioMetadata"] = list(record.models.get("AudioMetadata", []))
+        response["SelectedSegmentTypes"] = list(record.models.get("SelectedSegmentTypes", []))
+        return response
+
+    # -- text detection (rekolab/analysis/text.py, models/ocr.py, results/text.py) --------
+    @_operation("StartTextDetection")
+    def start_text_detection(self, **kwargs) -> dict:
+        """StartTextDetection: PP-OCRv4 lines and words on the sampled frames (see
+        docs/text.md). Extension: ``SampleRate`` (frames analysed per second, default 5)."""
+        from .analysis.text import check_start
+
+        request, token = parse_start("StartTextDetection", kwargs)
+        check_start(request.params)
+        return {"JobId": self.jobs.start(request, token, self.buckets)}
+
+    @_operation("GetTextDetection")
+    def get_text_detection(self, **kwargs) -> dict:
+        """GetTextDetection: ``TextDetections[]`` by Timestamp (lines, then their
+        words, per frame), pages of MaxResults; ``TextModelVersion``."""
+        from .results.text import text_detection_items
+
+        req = parse_get("GetTextDetection", kwargs)
+        response = self._page(req, "StartTextDetection", text_detection_items, "TextDetections")
+        version = self.jobs.record(req.job_id).models.get("TextModelVersion")
+        if version:
+            response["TextModelVersion"] = version
+        return response
+
+    @_operation("DetectText")
+    def detect_text(self, **kwargs) -> dict:
+        """DetectText: lines and words of one image (Image.Bytes or Image.S3Object,
+        JPEG or PNG), the same OCR and Filters as StartTextDetection."""
+        from .analysis.text import detect_text_image
+
+        return detect_text_image(kwargs, self.buckets)
+
+    # -- content moderation (rekolab/analysis/moderation.py, results/moderation.py) -------
+    @_operation("StartContentModeration")
+    def start_content_moderation(self, **kwargs) -> dict:
+        """StartContentModeration: NudeNet for the nudity branch of the v7 taxonomy, CLIP
+        zero-shot for the other categories when a CLIP model can run (docs/moderation.md).
+        Extensions: ``SampleRate`` (default 5), ``Models`` (``["NUDENET", "CLIP"]``; named =
+        required), ``ClipModel`` (``{Arch, Pretrained, Checkpoint}``)."""
+        from .analysis.moderation import check_start
+
+        request, token = parse_start("StartContentModeration", kwargs)
+        check_start(request.params)
+        return {"JobId": self.jobs.start(request, token, self.buckets)}
+
+    @_operation("GetContentModeration")
+    def get_content_moderation(self, **kwargs) -> dict:
+        """GetContentModeration: ``ModerationLabels[]``, SortBy TIMESTAMP (default) or NAME,
+        AggregateBy TIMESTAMPS (default) or SEGMENTS, ``ModerationModelVersion``,
+        ``GetRequestMetadata``."""
+        from .results.moderation import moderation_items, moderation_view
+
+        req = parse_get("GetContentModeration", kwargs)
+        sort_by = req.sort_by or "TIMESTAMP"
+        aggregate_by = req.aggregate_by or "TIMESTAMPS"
+        response = self._page(req, "StartContentModeration", moderation_items, "ModerationLabels",
+                              sort=moderation_view(sort_by, aggregate_by),
+                              options=f"SortBy={sort_by};AggregateBy={aggregate_by}")
+        version = self.jobs.record(req.job_id).models.get("ModerationModelVersion")
+        if version:
+            response["ModerationModelVersion"] = version
+        response["GetRequestMetadata"] = {"SortBy": sort_by, "AggregateBy": aggregate_by}
+        return response
+
+    @_operation("DetectModerationLabels")
+    def detect_moderation_labels(self, **kwargs) -> dict:
+        """DetectModerationLabels: the same models and mapping as StartContentModeration on
+        one image (Image.Bytes up to 5 MB or Image.S3Object, JPEG or PNG); MinConfidence
+        default 50. HumanLoopConfig and ProjectVersion (custom adapters) are refused.
+        Extensions: ``Models``, ``ClipModel``."""
+        from .analysis.moderation import detect_moderation_labels
+        from .errors import InvalidParameterException
+        from .images import load_image, normalize_image_request
+        from .requests import validate_request
+
+        op = "DetectModerationLabels"
+        kwargs = normalize_image_request(kwargs, op)
+        extensions = validate_request(op, kwargs)
+        for unsupported in ("HumanLoopConfig", "ProjectVersion"):
+            if unsupported in kwargs:
+                raise InvalidParameterException(
+                    f"{unsupported} is not supported by rekolab (no Amazon A2I human review or custom "
+                    "moderation adapters here); remove it", op)
+        bgr, _ = load_image(kwargs["Image"], self.buckets, op)
+        params = {**extensions, **({"MinConfidence": kwargs["MinConfidence"]} if "MinConfidence" in kwargs else {})}
+        return detect_moderation_labels(bgr, params)
+
+    # -- person tracking (rekolab/analysis/persons.py, results/persons.py) --------------
+    @_operation("StartPersonTracking")
+    def start_person_tracking(self, **kwargs) -> dict:
+        """StartPersonTracking: YOLOX person boxes tracked by ByteTrack, one Index per person
+        (face embeddings rejoin a person across cuts), the face inside each box as Face
+        (docs/persons.md). Extension: ``SampleRate`` (default 5)."""
+        return self._start("StartPersonTracking", kwargs)
+
+    @_operation("GetPersonTracking")
+    def get_person_tracking(self, **kwargs) -> dict:
+        """GetPersonTracking: ``Persons[]``, SortBy TIMESTAMP (default) or INDEX, pages of MaxResults."""
+        from .results.persons import person_items, sort_persons
+
+        req = parse_get("GetPersonTracking", kwargs)
+        sort_by = req.sort_by or "TIMESTAMP"
+        return self._page(req, "StartPersonTracking", person_items, "Persons",
+                          sort=None if sort_by == "TIMESTAMP" else sort_persons(sort_by),
+                          options=f"SortBy={sort_by}")
+
+
+# -- boto3 parity: meta, operation names, paginators ------------------------------------
+# boto3.client's own arguments that the in-process client accepts (and has no use for:
+# there is no connection, no signing).
+_BOTO3_ARGUMENTS = {"api_version", "use_ssl", "verify", "aws_access_key_id", "aws_secret_access_key",
+                    "aws_session_token", "aws_account_id"}
+
+
+def _operation_names() -> dict[str, str]:
+    from botocore import xform_name
+
+    from .requests import service_model
+
+    return {xform_name(op): op for op in service_model().operation_names}
+
+
+_METHOD_TO_API = _operation_names()
+
+
+@functools.lru_cache(maxsize=1)
+def _paginator_configs() -> dict:
+    import botocore.session
+
+    return botocore.session.get_session().get_paginator_model("rekognition")._paginator_config
+
+
+def _client_meta(region_name: str | None, endpoint_url: str | None, config):
+    """botocore's own ``ClientMeta``: region, service model, an event emitter."""
+    from botocore.client import ClientMeta
+    from botocore.config import Config
+    from botocore.hooks import HierarchicalEmitter
+
+    from .requests import service_model
+
+    region = (region_name or (config.region_name if config is not None else None)
+              or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    client_config = (config or Config()).merge(Config(region_name=region))
+    return ClientMeta(HierarchicalEmitter(), client_config, endpoint_url or "rekolab://in-process",
+                      service_model(), dict(_METHOD_TO_API), "aws")
+
 _default: Client | None = None
 
 
-def client(**kwargs) -> Client:
-    """A new :class:`Client` (``rekolab.client()`` mirrors ``boto3.client("rekognition")``)."""
-    return Client(**kwargs)
+def client(service_name: str = "rekognition", region_name: str | None = None, **kwargs) -> Client:
+    """A new :class:`Client`. ``rekolab.client("rekognition", region_name=..., endpoint_url=...,
+    aws_access_key_id=...)`` takes ``boto3.client``'s arguments (plus rekolab's: ``buckets``,
+    ``streams``, ``max_concurrent_jobs``, ``workers``, ``aws_outputs``)."""
+    if service_name != "rekognition":
+        from botocore.exceptions import UnknownServiceError
+
+        raise UnknownServiceError(service_name=service_name, known_service_names="rekognition")
+    return Client(region_name=region_name, **kwargs)
 
 
 _default_lock = threading.Lock()

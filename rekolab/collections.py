@@ -70,6 +70,7 @@ from . import store
 from .errors import (InvalidParameterException, ResourceAlreadyExistsException, ResourceNotFoundException,
                      ServiceQuotaExceededException)
 from .images import MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES, MIN_IMAGE_PIXELS, load_image
+from .models.faces import face_confidence, face_score
 from .results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS
 
 __all__ = [
@@ -783,18 +784,20 @@ def add_faces(collection_id: str, embeddings: np.ndarray, faces: list[dict], ima
 
 
 #: QualityFilter bars. A face is filtered out with each reason whose test fails.
-#: Measured on ../shared/media: sharp, frontal stills read Confidence 74-89,
+#: Measured on ../shared/media: sharp, frontal stills have detector scores 0.74-0.89,
 #: Sharpness 30-94, Brightness 21-67, >= 96 px; the Hamilton clip's singer 71-86,
 #: 29-77, 34-41, ~80 px; its dark, blurred audience Sharpness 0-9, Brightness 3-17.
 #: ``min_side`` is the face box's shorter side in image pixels; ``quality`` bounds the
-#: combined score of :func:`face_quality`. AUTO uses the MEDIUM bar.
+#: combined score of :func:`face_quality`. AUTO uses the MEDIUM bar. The confidence
+#: bars are detector scores 0.5 / 0.6 / 0.7 put on the calibrated Confidence scale
+#: (models.faces.face_confidence: 22.3 / 77.7 / 97.7).
 QUALITY_BARS: dict[str, dict[str, float]] = {
-    "LOW":    {"confidence": 50, "min_side": 16, "sharpness": 2, "brightness": 5, "yaw": 80, "pitch": 60,
-               "quality": 0.10},
-    "MEDIUM": {"confidence": 60, "min_side": 24, "sharpness": 5, "brightness": 10, "yaw": 70, "pitch": 45,
-               "quality": 0.20},
-    "HIGH":   {"confidence": 70, "min_side": 40, "sharpness": 15, "brightness": 20, "yaw": 45, "pitch": 30,
-               "quality": 0.35},
+    "LOW":    {"confidence": float(face_confidence(0.5)), "min_side": 16, "sharpness": 2, "brightness": 5,
+               "yaw": 80, "pitch": 60, "quality": 0.10},
+    "MEDIUM": {"confidence": float(face_confidence(0.6)), "min_side": 24, "sharpness": 5, "brightness": 10,
+               "yaw": 70, "pitch": 45, "quality": 0.20},
+    "HIGH":   {"confidence": float(face_confidence(0.7)), "min_side": 40, "sharpness": 15, "brightness": 20,
+               "yaw": 45, "pitch": 30, "quality": 0.35},
 }
 QUALITY_BARS["AUTO"] = QUALITY_BARS["MEDIUM"]
 
@@ -805,7 +808,7 @@ def face_quality(detail: dict, min_side_px: float) -> float:
     at a 64 px shorter side). Ranks faces for MaxFaces and gives LOW_FACE_QUALITY."""
     q = detail.get("Quality", {})
     terms = [
-        detail["Confidence"] / 100.0,
+        float(face_score(detail["Confidence"])),  # the detector's own score (Confidence is calibrated)
         min(q.get("Sharpness", 0.0) / 50.0, 1.0),
         min(q.get("Brightness", 0.0) / 25.0, (100.0 - q.get("Brightness", 0.0)) / 25.0, 1.0),
         min(min_side_px / 64.0, 1.0),

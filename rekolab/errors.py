@@ -116,3 +116,15 @@ ResourceNotReadyException = _CLASSES["ResourceNotReadyException"]
 ServiceQuotaExceededException = _CLASSES["ServiceQuotaExceededException"]
 ThrottlingException = _CLASSES["ThrottlingException"]
 VideoTooLargeException = _CLASSES["VideoTooLargeException"]
+
+
+# -- codes the service answers with outside its model (rekolab serve, #10) --------------
+# An operation in the model that rekolab does not implement; unknown targets and the
+# SigV4 refusals of the endpoint (the codes AWS's front end uses; all HTTP 400).
+for _code in ("UnsupportedOperationException", "UnknownOperationException", "SerializationException",
+              "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignatureException",
+              "MissingAuthenticationTokenException"):
+    ERROR_CODES[_code] = 400
+    _CLASSES[_code] = _make(_code)
+__all__ += ["UnsupportedOperationException"]
+UnsupportedOperationException = _CLASSES["UnsupportedOperationException"]

@@ -41,6 +41,10 @@ GET_LIST_KEYS = {
     "StartLabelDetection": ("get_label_detection", "Labels"),
     "StartCelebrityRecognition": ("get_celebrity_recognition", "Celebrities"),
     "StartFaceSearch": ("get_face_search", "Persons"),
+    "StartSegmentDetection": ("get_segment_detection", "Segments"),
+    "StartTextDetection": ("get_text_detection", "TextDetections"),
+    "StartContentModeration": ("get_content_moderation", "ModerationLabels"),
+    "StartPersonTracking": ("get_person_tracking", "Persons"),
 }
 
 

@@ -163,6 +163,8 @@ class JobManager:
         _EXECUTORS.add(self._executor)
         self._running = _RUNNING
         self._subscribers: list[tuple[str | None, Callable[[dict], None]]] = []
+        # publishers(channel, message): outside transports for NotificationChannel (rekolab/aws: SNS)
+        self.publishers: list[Callable[[dict, dict], None]] = []
         self._tables: OrderedDict[tuple, pa.Table] = OrderedDict()
 
     # -- notifications ---------------------------------------------------------------
@@ -198,6 +200,11 @@ class JobManager:
                 cb(dict(message))
             except Exception:  # a broken callback must not break the job
                 log.exception("notification callback %r failed", cb)
+        for publish in list(self.publishers) if channel.get("SNSTopicArn") else []:
+            try:
+                publish(dict(channel), dict(message))
+            except Exception:
+                log.exception("notification publisher %r failed", publish)
 
     # -- start -----------------------------------------------------------------------
     def start(self, request: StartRequest, token: str | None, buckets: dict[str, str]) -> str:
@@ -257,8 +264,12 @@ class JobManager:
         tmp = record.path / "results.parquet.part"
         try:
             analyzer = analyzer_for(record.operation, record.request)
+            # An analyzer that needs other frames than the sampled ones (segment
+            # detection: every frame) plans its own decode, before it says what ran.
+            own_plan = getattr(analyzer, "decode_plan", None)
+            plan = (own_plan(video.path) if own_plan is not None
+                    else plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE))
             record.models = analyzer.models()
-            plan = plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE)
             running.total = len(plan)
             record.sampled_frames = len(plan)
             meta = {b"rekolab": _json_bytes({

@@ -37,6 +37,7 @@ __all__ = [
     "parse_get",
     "EXTENSIONS",
     "DEFAULT_MAX_RESULTS",
+    "check_range",
 ]
 
 DEFAULT_MAX_RESULTS = 1000
@@ -107,6 +108,16 @@ def validate_shape_values(value: Any, shape, path: str) -> list[str]:
     return problems
 
 
+def check_range(value: Any, where: str, lo: float, hi: float, operation: str) -> float:
+    """``value`` as a float when it is a finite number in [lo, hi]; else
+    ``InvalidParameterException`` naming ``where`` (the field's request path)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidParameterException(f"{where} must be a number, not {value!r}", operation)
+    if not lo <= value <= hi:
+        raise InvalidParameterException(f"{where} is {value}; it must be from {lo:g} to {hi:g}", operation)
+    return float(value)
+
+
 # rekolab's extension parameters: name -> (python types, check, description).
 def _positive_rate(v) -> str | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 120:
@@ -153,6 +164,15 @@ def _label_extension(name: str):
     return check
 
 
+# -- content moderation: StartContentModeration / DetectModerationLabels extensions --
+def _moderation_extension(name: str):
+    def check(v) -> str | None:
+        from .analysis.moderation import check_extension
+
+        return check_extension(name, v)
+    return check
+
+
 EXTENSIONS: dict[str, dict[str, Any]] = {
     "StartFaceDetection": {"SampleRate": _positive_rate},
     "StartLabelDetection": {"SampleRate": _positive_rate,
@@ -163,10 +183,16 @@ EXTENSIONS: dict[str, dict[str, Any]] = {
     "RecognizeCelebrities": {"MinConfidence": _min_confidence, "CelebrityGallery": _gallery_path},
     "GetCelebrityInfo": {"CelebrityGallery": _gallery_path},
     "StartFaceSearch": {"SampleRate": _positive_rate},
+    "StartTextDetection": {"SampleRate": _positive_rate},
     # -- stream processors (rekolab/streaming.py) --
     "CreateStreamProcessor": {"SampleRate": _positive_rate},
     "StartStreamProcessor": {"Realtime": _stream_realtime, "Sinks": _stream_sinks,
                              "QueueSize": _stream_queue_size},
+    # -- content moderation and person tracking (analysis/moderation.py, analysis/persons.py) --
+    "StartContentModeration": {"SampleRate": _positive_rate,
+                               **{n: _moderation_extension(n) for n in ("Models", "ClipModel")}},
+    "DetectModerationLabels": {n: _moderation_extension(n) for n in ("Models", "ClipModel")},
+    "StartPersonTracking": {"SampleRate": _positive_rate},
 }
 
 

@@ -360,6 +360,9 @@ class StreamProcessorManager:
     def __init__(self, streams: dict | None = None, publish: Callable[[str | None, dict], None] | None = None):
         self.streams: dict[str, Any] = dict(streams or {})
         self._publish = publish
+        # rekolab/aws: face search records also to Output.KinesisDataStream, label events to the
+        # SNS topic and the S3Destination files to the real bucket
+        self.aws_outputs = False
 
     # -- sources ---------------------------------------------------------------------
     def map_stream(self, arn: str, source: Any, persist: bool = True) -> None:
@@ -492,6 +495,9 @@ class StreamProcessorManager:
         name = params["Name"]
         d = _current(_read_def(name, op))
         kind = _kind(d)
+        if kind == "FaceSearch" and self.aws_outputs:  # rekolab/aws: PutRecords to the real stream
+            from .aws import KinesisSink
+            sinks.append(KinesisSink(d["Request"]["Output"]["KinesisDataStream"]["Arn"]))
         start_sel = params.get("StartSelector")
         kvs_sel = (start_sel or {}).get("KVSStreamStartSelector") if start_sel is not None else None
         if start_sel is not None:
@@ -642,6 +648,9 @@ class StreamProcessorManager:
                 self._publish(topic_arn, message)
             except Exception:
                 log.exception("publishing a stream processor event failed")
+        if self.aws_outputs and topic_arn:
+            from .aws.sns import publish_async
+            publish_async(topic_arn, json.dumps(message), subject="Rekognition Stream Processing Event")
 
 
 def jobs_publisher(jobs) -> Callable[[str | None, dict], None]:
@@ -1195,6 +1204,14 @@ class _Session:
                                                 {**summary, "FirstDetections": self.first_detections})
                 except Exception:
                     log.exception("could not write the session summary")
+                if self.s3_dir is not None and self.manager.aws_outputs:  # rekolab/aws: the real bucket too
+                    from .aws.s3 import upload_folder
+                    try:
+                        upload_folder(self.s3_dir, self.definition["Request"]["Output"]["S3Destination"]["Bucket"],
+                                      self.s3_prefix)
+                    except Exception as exc:
+                        self.error = self.error or f"S3Destination: {exc}"
+                        self.status, message = "FAILED", self.status_message()
                 if _def_path(self.name).exists():
                     d = store.read_json(_def_path(self.name))
                     if d.get("SessionId") == self.session_id:

@@ -13,6 +13,10 @@ rate, time base ``1/fps_den``-exact), so tests can assert decoding exactly:
   benchmarks with the same content statistics).
 * :func:`truncated_video` — a real clip remuxed with its index (moov) first and
   its data cut short: the container promises frames the file no longer has.
+* :func:`spliced_video` — real clips, black runs, colour bars and text cards cut
+  together at known frames (segment detection: every cut, black run and bars
+  span is known exactly); :func:`color_bars` renders SMPTE or EBU bars and
+  :func:`draw_text` writes text with OpenCV's fonts (text detection).
 """
 from __future__ import annotations
 
@@ -23,8 +27,8 @@ from typing import Iterable
 import numpy as np
 
 __all__ = ["write_video", "numbered_video", "read_frame_number", "still_video", "looped_video",
-           "truncated_video", "all_pages",
-           "validate_response"]
+           "truncated_video", "spliced_video", "color_bars", "draw_text", "clip_frames", "all_pages",
+           "validate_response", "body"]
 
 _BITS = 16
 
@@ -133,6 +137,109 @@ def truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> 
     return path
 
 
+#: 75 % colour bars, left to right: white, yellow, cyan, green, magenta, red, blue (RGB).
+BARS_75 = [(191, 191, 191), (191, 191, 0), (0, 191, 191), (0, 191, 0), (191, 0, 191), (191, 0, 0), (0, 0, 191)]
+
+
+def color_bars(width: int, height: int, kind: str = "smpte") -> np.ndarray:
+    """An RGB test card. ``"smpte"``: SMPTE ECR 1-1978 bars (seven 75 % bars over
+    the top two thirds, the reverse-blue castellations, then -I, white, +Q and the
+    PLUGE); ``"ebu"``: EBU bars (eight full-height 75 % bars, the last black)."""
+    img = np.zeros((height, width, 3), np.uint8)
+    bars = BARS_75 + ([(0, 0, 0)] if kind == "ebu" else [])
+    edges = np.linspace(0, width, len(bars) + 1).round().astype(int)
+    top = height if kind == "ebu" else int(height * 0.67)
+    for (r, g, b), x0, x1 in zip(bars, edges[:-1], edges[1:]):
+        img[:top, x0:x1] = (r, g, b)
+    if kind == "smpte":
+        mid = int(height * 0.75)
+        castle = [(0, 0, 191), (19, 19, 19), (191, 0, 191), (19, 19, 19), (0, 191, 191), (19, 19, 19),
+                  (191, 191, 191)]
+        for (r, g, b), x0, x1 in zip(castle, edges[:-1], edges[1:]):
+            img[top:mid, x0:x1] = (r, g, b)
+        quarter = width // 4
+        img[mid:, :quarter] = (0, 33, 76)           # -I
+        img[mid:, quarter:2 * quarter] = (255, 255, 255)
+        img[mid:, 2 * quarter:3 * quarter] = (50, 0, 106)  # +Q
+        img[mid:, 3 * quarter:] = (19, 19, 19)
+    elif kind != "ebu":
+        raise ValueError("kind must be 'smpte' or 'ebu'")
+    return img
+
+
+def clip_frames(source: str | Path, start: int, count: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """Frames ``start .. start + count - 1`` of a real clip, resized to ``size`` (W, H), RGB."""
+    import av
+    import cv2
+
+    out = []
+    with av.open(str(source)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if i >= start + count:
+                break
+            if i >= start:
+                out.append(cv2.resize(frame.to_ndarray(format="rgb24"), size, interpolation=cv2.INTER_AREA))
+    if len(out) < count:
+        raise ValueError(f"{source} has fewer than {start + count} frames")
+    return out
+
+
+def draw_text(frame: np.ndarray, text: str, org: tuple[int, int], *, font: int = 0, scale: float = 1.0,
+              color=(255, 255, 255), thickness: int = 2, background=None) -> tuple[int, int, int, int]:
+    """Write ``text`` on an RGB frame in place with ``cv2.putText`` (``font``: an
+    OpenCV Hershey font id; ``org``: the text's bottom-left corner in pixels, as
+    putText takes it). ``background``: fill the text's box with this colour first.
+    Returns the ink box ``(left, top, width, height)`` in pixels (descenders included)."""
+    import cv2
+
+    (w, h), base = cv2.getTextSize(text, font, scale, thickness)
+    x, y = org
+    if background is not None:
+        pad = max(2, h // 3)
+        cv2.rectangle(frame, (x - pad, y - h - pad), (x + w + pad, y + base + pad), background, -1)
+    cv2.putText(frame, text, (x, y), font, scale, color, thickness, cv2.LINE_AA)
+    return x, y - h, w, h + base
+
+
+def spliced_video(path: str | Path, parts: list[tuple], size: tuple[int, int] = (320, 180),
+                  fps: float | Fraction = Fraction(30000, 1001)) -> list[int]:
+    """Cut ``parts`` together into one H.264 video and return the first frame
+    number of each part (so every cut is known to the frame). Parts:
+
+    * ``("clip", source, start, count)``: frames of a real clip, resized to ``size``;
+    * ``("black", count)``: black frames (RGB 0);
+    * ``("bars", count, "smpte" | "ebu")``: colour bars (:func:`color_bars`);
+    * ``("card", count, ["line", ...])``: white text lines on black (a credits card);
+    * ``("frames", [rgb, ...])``: any frames of ``size``.
+    """
+    w, h = size
+    frames: list[np.ndarray] = []
+    starts = []
+    for part in parts:
+        starts.append(len(frames))
+        kind = part[0]
+        if kind == "clip":
+            frames += clip_frames(part[1], part[2], part[3], size)
+        elif kind == "black":
+            frames += [np.zeros((h, w, 3), np.uint8)] * part[1]
+        elif kind == "bars":
+            frames += [color_bars(w, h, part[2] if len(part) > 2 else "smpte")] * part[1]
+        elif kind == "card":
+            card = np.zeros((h, w, 3), np.uint8)
+            lines = part[2]
+            step = h // (len(lines) + 1)
+            for i, line in enumerate(lines):
+                draw_text(card, line, (w // 10, step * (i + 1) + step // 4), font=0, scale=h / 400,
+                          thickness=max(1, h // 240))
+            frames += [card] * part[1]
+        elif kind == "frames":
+            frames += list(part[1])
+        else:
+            raise ValueError(f"unknown part {kind!r}")
+    write_video(path, frames, fps, crf=18)
+    return starts
+
+
 def all_pages(get, operation: str, **kwargs) -> list[dict]:
     """Every page of a paginated Get* call, following NextToken, each page checked
     with :func:`validate_response` (botocore has no paginators for these)::
@@ -149,6 +256,11 @@ def all_pages(get, operation: str, **kwargs) -> list[dict]:
             return pages
 
 
+def body(response: dict) -> dict:
+    """A response without its ``ResponseMetadata`` (what the service's JSON held)."""
+    return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+
+
 def validate_response(operation: str, response: dict) -> None:
     """Assert ``response`` is a valid ``<operation>Response`` of botocore's own
     Rekognition service model: member names and types (botocore's validator), then
@@ -158,6 +270,7 @@ def validate_response(operation: str, response: dict) -> None:
     from .requests import service_model, validate_shape_values
 
     shape = service_model().operation_model(operation).output_shape
+    response = body(response)  # ResponseMetadata is the transport's, not the shape's
     report = ParamValidator().validate(response, shape)
     problems = [report.generate_report()] if report.has_errors() else []
     problems += validate_shape_values(response, shape, operation + "Response")

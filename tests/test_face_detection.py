@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 import rekolab as rk
-from rekolab.testing import all_pages, numbered_video, still_video, truncated_video, validate_response
+from rekolab.testing import all_pages, body, numbered_video, still_video, truncated_video, validate_response
 
 from conftest import MEDIA, REPO, module_env
 
@@ -60,7 +60,7 @@ def test_hamilton_faces_at_the_right_times(hamilton_all, monkeypatch):
         box = f["Face"]["BoundingBox"]
         assert 0.02 < box["Width"] < 0.6 and 0.03 < box["Height"] < 0.9
         assert -0.2 < box["Left"] < 1.0 and -0.2 < box["Top"] < 1.0
-        assert 50 <= f["Face"]["Confidence"] <= 100
+        assert 0 < f["Face"]["Confidence"] <= 100  # calibrated (models.faces.face_confidence)
         assert "FaceOccluded" not in f["Face"] and "EyeDirection" not in f["Face"]
 
 
@@ -268,7 +268,7 @@ def test_results_survive_a_new_process(client, tmp_path, rekolab_home):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, timeout=120)
     page, rows = json.loads(out.stdout)
-    assert page == json.loads(json.dumps(expected)) and rows == 2
+    assert body(page) == json.loads(json.dumps(body(expected))) and rows == 2  # RequestIds differ
 
 
 def test_interrupted_job_reads_failed_after_restart(models_dir, tmp_path, rekolab_home):

@@ -21,7 +21,7 @@ import pytest
 import rekolab as rk
 from rekolab import store
 from rekolab.errors import ParamValidationError
-from rekolab.testing import validate_response
+from rekolab.testing import body, validate_response
 
 from conftest import MEDIA, MODELS, need, module_env
 
@@ -652,7 +652,7 @@ def test_create_is_idempotent_and_limited(monkeypatch):
     r = client.create_stream_processor(**face_search_params("a"))
     validate_response("CreateStreamProcessor", r)
     assert r["StreamProcessorArn"] == "arn:aws:rekognition:us-east-1:123456789012:streamprocessor/a"
-    assert client.create_stream_processor(**face_search_params("a")) == r  # Name is idempotent
+    assert body(client.create_stream_processor(**face_search_params("a"))) == body(r)  # Name is idempotent
     with pytest.raises(rk.errors.ResourceInUseException, match="Stream processor name already in use."):
         client.create_stream_processor(**face_search_params("a", collection="other"))
     # One Kinesis video stream per processor, one Kinesis data stream per processor.

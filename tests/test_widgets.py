@@ -14,7 +14,11 @@ import pytest
 
 import rekolab as rk
 from rekolab.results.schema import FACES_SCHEMA
+from rekolab.models.faces import face_confidence
 from rekolab.testing import numbered_video, read_frame_number
+
+#: Detector score 0.75 on the calibrated face Confidence scale (Confidence 75 before calibration).
+STRICT = round(float(face_confidence(0.75)), 1)
 from rekolab.widgets import JobView, Lanes, detections, lane_color
 
 from conftest import MEDIA, module_env
@@ -95,7 +99,7 @@ def test_plot_shows_one_lane_per_face_track(hamilton_job):
     bar_rgb = np.round(ax.collections[0].get_facecolor()[0][:3] * 255)
     assert tuple(bar_rgb) == Image.new("RGB", (1, 1), lane_color(0)).getpixel((0, 0))  # = the viewer's boxes
     # A threshold removes low-confidence tracks and keeps the order of the rest.
-    strict = [t.get_text() for t in hamilton_job.plot(min_confidence=75).axes[0].get_yticklabels()]
+    strict = [t.get_text() for t in hamilton_job.plot(min_confidence=STRICT).axes[0].get_yticklabels()]
     assert 0 < len(strict) < len(names) and strict == [n for n in names if n in strict]
     one = hamilton_job.plot(lanes=[names[1]]).axes[0]
     assert [t.get_text() for t in one.get_yticklabels()] == [names[1]]
@@ -140,9 +144,9 @@ def test_timeline_widget_state_after_interactions(hamilton_job):
     assert not np.array_equal(png(tl.image.value), picture)
 
     # Minimum confidence: fewer lanes, and no drawn box under it.
-    tl.min_confidence.value = 75
+    tl.min_confidence.value = STRICT
     assert 0 < len(tl.visible_lanes) < len(names)
-    assert all(b["Confidence"] >= 75 for b in tl.viewer.boxes)
+    assert all(b["Confidence"] >= STRICT for b in tl.viewer.boxes)
     assert set(tl.lane_select.options) == set(tl.visible_lanes)
     tl.min_confidence.value = 0
 

@@ -10,6 +10,10 @@ _ANALYZERS = {
     "StartCelebrityRecognition": "rekolab.analysis.celebrities:CelebrityRecognitionAnalyzer",
     "StartFaceSearch": "rekolab.analysis.face_search:FaceSearchAnalyzer",
     "StartLabelDetection": "rekolab.analysis.labels:LabelDetectionAnalyzer",
+    "StartSegmentDetection": "rekolab.analysis.segments:SegmentDetectionAnalyzer",
+    "StartTextDetection": "rekolab.analysis.text:TextDetectionAnalyzer",
+    "StartContentModeration": "rekolab.analysis.moderation:ContentModerationAnalyzer",
+    "StartPersonTracking": "rekolab.analysis.persons:PersonTrackingAnalyzer",
 }
 
 

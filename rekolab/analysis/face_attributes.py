@@ -101,6 +101,7 @@ from typing import Sequence
 import numpy as np
 
 from rekolab.models import find_model_file, model_dir, onnx_session, require
+from rekolab.models.faces import face_confidence
 
 cv2 = require("cv2", "video")
 
@@ -424,7 +425,7 @@ def describe_faces(
                 "Left": float(x1 / w),
                 "Top": float(y1 / h),
             },
-            "Confidence": _pct(scores[i] * 100.0),
+            "Confidence": _pct(float(face_confidence(scores[i]))),  # calibrated, see models.faces
             "Quality": _quality(gray, boxes[i]),
         }
         if named is not None:

@@ -464,7 +464,7 @@ def _cached_download(spec, cache_dirs: list[str | None]) -> Path | None:
     return None
 
 
-def load_clip(params: dict):
+def load_clip(params: dict, *, download: bool = True):
     """``(ClipModel or None, info)``: the job's CLIP, by this policy:
 
     1. a local weights file: ``ClipModel.Checkpoint``, ``REKOLAB_CLIP_CHECKPOINT``, or
@@ -477,7 +477,8 @@ def load_clip(params: dict):
        to the weights' host opened within 3 s, so a machine without internet skips CLIP
        at once instead of waiting on retries.
 
-    When CLIP cannot be had, ``info`` says why (``{"Ran": False, "Reason": ...}``)."""
+    ``download=False`` skips step 3 (content moderation uses CLIP only when one is
+    configured). When CLIP cannot be had, ``info`` says why (``{"Ran": False, "Reason": ...}``)."""
     from ..models import require
     from ..store import home
 
@@ -511,6 +512,8 @@ def load_clip(params: dict):
         if local is None:
             where = (f"no file in REKOLAB_MODEL_DIR/clip/{spec.arch}/, ClipModel.Checkpoint or "
                      f"REKOLAB_CLIP_CHECKPOINT, and {spec.arch}/{spec.pretrained} is not in a download cache")
+            if not download:
+                return None, {"Ran": False, "Reason": f"{where}; no download tried (no CLIP configured)"}
             if offline_requested():
                 return None, {"Ran": False, "Reason": f"{where}; offline (REKOLAB_OFFLINE/HF_HUB_OFFLINE), "
                                                       "so no download was tried"}

@@ -7,15 +7,15 @@ Accepted forms (the request layer has already checked their shapes):
   or ``REKOLAB_BUCKETS="media=/data/videos,raw=/mnt/raw"``. The object name is a
   path inside that folder and can never leave it: absolute names, ``..`` steps and
   symlinks that point outside are refused with ``InvalidS3ObjectException``.
-* ``{"S3Object": ...}`` with a bucket that is *not* configured, when ``s3fs`` is
-  installed: the object is read from real S3 through fsspec and cached under the
-  rekolab home (never elsewhere).
+* ``{"S3Object": ...}`` with a bucket that is *not* configured, when ``boto3`` is
+  installed: the object is read from S3 through boto3's standard configuration
+  (``AWS_ENDPOINT_URL_S3``, profiles; ``Version`` honoured) and cached under the
+  rekolab home (never elsewhere), keyed by bucket/key/VersionId/ETag.
 * ``{"Path": "clip.mp4"}``: a rekolab extension for the notebook surface, a local
-  file path (or an ``s3://bucket/key`` URL, read through fsspec).
+  file path (or an ``s3://bucket/key`` URL, read through boto3).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,31 +104,18 @@ def _inside_root(root: Path, name: str, bucket: str) -> Path:
 
 
 def _fetch_s3(bucket: str, key: str, version: str | None) -> Path:
-    """Copy an object from real S3 into the rekolab home's cache (needs s3fs)."""
+    """Copy an object from S3 into the rekolab home's cache, through boto3's standard
+    configuration (rekolab/aws/s3.py: keyed by bucket/key/VersionId/ETag)."""
     try:
-        import fsspec  # noqa: F401
-        import s3fs  # noqa: F401
+        import boto3  # noqa: F401
     except ImportError:
         raise InvalidS3ObjectException(
             f"bucket {bucket!r} is not a configured local bucket root. Pass "
             f"rk.client(buckets={{'{bucket}': '/local/folder'}}) or set REKOLAB_BUCKETS, "
-            "or pip install 'rekolab[s3]' to read real S3") from None
-    import fsspec
+            "or pip install 'rekolab[aws]' to read S3 through boto3") from None
+    from ..aws.s3 import fetch_object
 
-    digest = hashlib.sha256(f"{bucket}/{key}@{version}".encode()).hexdigest()[:24]
-    cache = store.home() / "cache" / "s3" / f"{digest}{Path(key).suffix[:8]}"
-    if cache.is_file():
-        return cache
-    url = f"s3://{bucket}/{key}"
-    try:
-        fs = fsspec.filesystem("s3", version_aware=version is not None)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(cache.suffix + ".part")
-        fs.get_file(url, str(tmp), version_id=version) if version else fs.get_file(url, str(tmp))
-        os.replace(tmp, cache)
-    except Exception as exc:  # any S3 problem is InvalidS3Object, as in Rekognition
-        raise InvalidS3ObjectException(f"Unable to get object {url} from S3: {exc}") from None
-    return cache
+    return fetch_object(bucket, key, version)
 
 
 def _check_file(path: Path, bucket: str | None, name: str) -> ResolvedVideo:

@@ -346,3 +346,62 @@ def _face_search(table: pa.Table) -> pa.Table:
         conf[i] = best.get("Similarity") if best.get("Similarity") is not None else np.nan
     return build(ts, _frame_numbers(table, n), lanes, cats, conf, _box_columns(table.column("BoundingBox")),
                  np.arange(n))
+
+
+@register("StartTextDetection", "text line")
+def _text(table: pa.Table) -> pa.Table:
+    """One row per detected LINE: the lane is the line's text (a lane per distinct
+    line), category "text", the box is the line's BoundingBox. Words are not lanes."""
+    lines = table.filter(pc.equal(table.column("Type"), "LINE"))
+    rows = np.flatnonzero(np.asarray(pc.equal(table.column("Type"), "LINE").to_numpy(zero_copy_only=False)))
+    n = lines.num_rows
+    text = lines.column("DetectedText").combine_chunks()
+    return build(_num(lines.column("Timestamp"), np.int64, 0), _frame_numbers(lines, n), text, ["text"] * n,
+                 _num(lines.column("Confidence")), _box_columns(pc.struct_field(
+                     lines.column("Geometry").combine_chunks(), "BoundingBox")), rows)
+
+
+#: Spans are drawn as one box-less detection every this many ms of the segment.
+SEGMENT_STEP_MS = 200
+
+
+@register("StartSegmentDetection", "segment")
+def _segments(table: pa.Table) -> pa.Table:
+    """Segments are spans: each becomes box-less detections every SEGMENT_STEP_MS
+    from its start to its end. Lanes: one per technical cue type (BlackFrames,
+    ColorBars, Content, ...) and two for shots, "shot (even)" and "shot (odd)" by
+    Index, so consecutive shots stay apart."""
+    ts, lanes, conf, rows = [], [], [], []
+    for i, row in enumerate(table.select(["StartTimestampMillis", "EndTimestampMillis", "TechnicalCueSegment",
+                                          "ShotSegment"]).to_pylist()):
+        if row["ShotSegment"]:
+            lane = f"shot ({'odd' if row['ShotSegment']['Index'] % 2 else 'even'})"
+            c = row["ShotSegment"]["Confidence"]
+        else:
+            lane, c = row["TechnicalCueSegment"]["Type"], row["TechnicalCueSegment"]["Confidence"]
+        times = np.arange(row["StartTimestampMillis"], max(row["EndTimestampMillis"], row["StartTimestampMillis"] + 1),
+                          SEGMENT_STEP_MS)
+        ts.append(times)
+        lanes += [lane] * len(times)
+        conf += [c] * len(times)
+        rows += [i] * len(times)
+    ts = np.concatenate(ts) if ts else np.zeros(0, np.int64)
+    nan = np.full(len(ts), np.nan)
+    return build(ts, pa.nulls(len(ts), pa.int64()), lanes, lanes, conf,
+                 {"Left": nan, "Top": nan, "Width": nan, "Height": nan}, rows)
+@register("StartContentModeration", "moderation label")
+def _moderation(table: pa.Table) -> pa.Table:
+    """Like labels: one box-less row per (frame, moderation label) for the lane, plus
+    one row per NudeNet box (drawn and exported). Lane and Category are the label Name."""
+    return _labels(table)
+
+
+@register("StartPersonTracking", "person")
+def _persons(table: pa.Table) -> pa.Table:
+    """One row per tracked person: lane ``person <Index>`` and category ``person``, the
+    body box, the detector's Confidence."""
+    n = table.num_rows
+    index = _num(table.column("Index"), np.int64, 0)
+    return build(_num(table.column("Timestamp"), np.int64, 0), _frame_numbers(table, n),
+                 [f"person {i}" for i in index], ["person"] * n, _num(table.column("Confidence")),
+                 _box_columns(table.column("BoundingBox")), np.arange(n))

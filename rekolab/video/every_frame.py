@@ -1,0 +1,160 @@
+"""Decode EVERY frame of a video, in order, with exact PTS (PyAV, sequential).
+
+Sampled decoding (:mod:`rekolab.video.decode`) seeks with decord for each batch of
+sampled frames; frame-accurate analyses (segment detection, the shot detector of
+:mod:`rekolab.analysis.shots`) need every frame instead, and the cheapest way to
+get them is one sequential pass of FFmpeg's decoder, never seeking.
+
+:func:`every_frame_plan` returns an object with the same interface the job loop
+uses for a :class:`~rekolab.video.decode.DecodePlan` (``len(plan)`` and
+``plan.batches(batch_size, prefetch, stop)`` yielding :class:`FrameBatch`,
+decoded on a background thread), so an
+analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
+
+* ``indices`` are 0-based frame numbers in presentation order (as decord's);
+* ``timestamps_ms`` are each frame's PTS in whole ms from the stream's start
+  time, rounded down, computed in integers from the frame's PTS and time base;
+* frames are RGB uint8, scaled by FFmpeg's swscale to at most ``max_width``
+  pixels wide (aspect kept, even sizes), so memory stays bounded by the batch;
+* a file that decodes fewer frames than its container promises (truncated or
+  corrupt) raises :class:`~rekolab.video.decode.VideoDecodeError`: a job never
+  succeeds with part of its video missing.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..models import require
+from .decode import FrameBatch, VideoDecodeError
+
+__all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
+
+
+def scaled_size(width: int, height: int, max_width: int | None) -> tuple[int, int]:
+    """(width, height) scaled down to at most ``max_width`` wide, both even."""
+    if max_width and width > max_width:
+        height = int(round(height * max_width / width))
+        width = max_width
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+class EveryFramePlan:
+    """Every frame of ``path``; ``len()`` is the number of video packets (frames)."""
+
+    def __init__(self, path: str | Path, max_width: int | None = 640):
+        av = require("av", "video")
+        self.path = Path(path)
+        self.max_width = max_width
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                self.declared_frames = int(stream.frames or 0)
+                self.count = sum(1 for p in container.demux(stream) if p.size)
+                self.width, self.height = scaled_size(stream.codec_context.width,
+                                                      stream.codec_context.height, max_width)
+        except Exception as exc:
+            raise VideoDecodeError(f"cannot read the video's packets: {exc}") from None
+        if self.count == 0:
+            raise VideoDecodeError("the video has no frames")
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"EveryFramePlan({self.count} frames at {self.width}x{self.height})"
+
+    def frames(self, stop: threading.Event | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(frame_number, pts_ms, rgb)`` for every frame, in presentation order."""
+        av = require("av", "video")
+        n = 0
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                tb = Fraction(stream.time_base)
+                start = stream.start_time
+                for frame in container.decode(stream):
+                    if stop is not None and stop.is_set():
+                        return
+                    pts = frame.pts if frame.pts is not None else frame.dts
+                    if start is None:
+                        start = pts or 0
+                    ms = (pts - start) * tb.numerator * 1000 // tb.denominator if pts is not None else 0
+                    rgb = frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+                    yield n, int(ms), rgb
+                    n += 1
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoDecodeError(f"decoding failed at frame {n}: {exc}") from None
+        expected = max(self.count, self.declared_frames)
+        if n < expected:
+            raise VideoDecodeError(
+                f"the decoder returned {n} frames but the file promises {expected}: "
+                "the file is truncated or corrupt")
+
+    def batches(self, batch_size: int = 16, prefetch: int = 2,
+                stop: threading.Event | None = None) -> Iterator[FrameBatch]:
+        """Every frame in :class:`FrameBatch` es of at most ``batch_size`` frames,
+        decoded on a background thread (at most ``prefetch`` batches wait), so
+        decoding overlaps the analysis; decoder errors are re-raised here."""
+        stop = stop or threading.Event()
+        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+
+        def offer(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def work():
+            try:
+                buf = []
+                for item in self.frames(stop):
+                    buf.append(item)
+                    if len(buf) == batch_size and not offer(_batch(buf)):
+                        return
+                    if len(buf) == batch_size:
+                        buf = []
+                if buf and not offer(_batch(buf)):
+                    return
+                offer(None)
+            except BaseException as exc:  # forwarded to the consumer
+                offer(exc)
+
+        thread = threading.Thread(target=work, name="rekolab-decode-all", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    item = q.get(timeout=0.2)
+                except queue.Empty:
+                    if not thread.is_alive() and q.empty():
+                        return  # stopped from outside
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+
+def _batch(items) -> FrameBatch:
+    return FrameBatch(frames=np.stack([rgb for _, _, rgb in items]),
+                      timestamps_ms=np.asarray([ms for _, ms, _ in items], np.int64),
+                      indices=np.asarray([n for n, _, _ in items], np.int64))
+
+
+def every_frame_plan(path: str | Path, max_width: int | None = 640) -> EveryFramePlan:
+    """Open ``path`` for a sequential every-frame decode (see the module docstring)."""
+    return EveryFramePlan(path, max_width)
