@@ -113,7 +113,7 @@ def _canonical_number(value):
 def resolve_operations(operations, sample_rate: float | None = None) -> dict[str, tuple[str, dict]]:
     """``{folder: (Start* operation, canonical parameters)}``, validated by the
     Start* request's own rules (unknown parameters and bad values raise now)."""
-    from .requests import parse_start
+    from .requests import EXTENSIONS, parse_start
 
     if isinstance(operations, str):
         operations = [operations]
@@ -139,8 +139,8 @@ def resolve_operations(operations, sample_rate: float | None = None) -> dict[str
         params = {_pascal(k): v for k, v in (params or {}).items()}
         if "Video" in params:
             raise InvalidParameterException(f"{name}: Video comes from the dataset's inputs, not the parameters")
-        if sample_rate is not None and "SampleRate" not in params:
-            params["SampleRate"] = sample_rate
+        if sample_rate is not None and "SampleRate" not in params and "SampleRate" in EXTENSIONS.get(op, {}):
+            params["SampleRate"] = sample_rate  # operations that sample (segment detection reads every frame)
         request, _ = parse_start(op, {"Video": {"Path": "dataset-video.mp4"}, **params})
         canonical = {k: _canonical_number(v) for k, v in request.params.items()
                      if k not in ("Video", "JobTag", "NotificationChannel")}
@@ -471,13 +471,15 @@ class _Scheduler:
     """Turns videos into tasks, merges segment results, commits each video once."""
 
     def __init__(self, run: DatasetRun, executor, segment_s):
-        from .executors.segments import policy_for
+        from .executors.segments import own_decode, policy_for
 
         self.run, self.executor = run, executor
         # operations grouped by SampleRate: each group is one decode of the video
-        groups: dict[float | None, list] = {}
+        # (an operation that plans its own decode is a group of its own)
+        groups: dict[Any, list] = {}
         for folder, (op, params) in run.operations.items():
-            groups.setdefault(params.get("SampleRate"), []).append((folder, op, params))
+            key = ("own", op) if own_decode(op) else params.get("SampleRate")
+            groups.setdefault(key, []).append((folder, op, params))
         self.groups = list(groups.values())
         self.policies = {folder: policy_for(op) for folder, (op, _) in run.operations.items()}
         self.segment_s = segment_s if (segment_s and executor.workers > 1) else None
@@ -703,7 +705,7 @@ def analyze(inputs, operations: Any = ("faces",), out: str | os.PathLike = "reko
     ``REKOLAB_EXECUTOR``) or ``"ray"`` (``address`` / ``REKOLAB_RAY_ADDRESS`` /
     ``RAY_ADDRESS``); ``workers``: worker count (default ``REKOLAB_WORKERS``, else 1
     locally, else one per GPU or CPU of the Ray cluster); ``sample_rate``: frames
-    per second for every operation without its own SampleRate; ``segment_s``:
+    per second for every sampling operation without its own SampleRate; ``segment_s``:
     with more than one worker, videos longer than this are split into segments of
     about this length that run in parallel (None: never). Bad inputs, unknown
     operations, bad parameters and an ``out`` holding another run raise before

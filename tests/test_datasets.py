@@ -486,3 +486,23 @@ def test_remote_prefix_listing_identity_and_copy(clips, rekolab_home):
     assert changed != ident and local_copy(videos[0].uri, changed) != copy
     with pytest.raises(InvalidParameterException, match="match no video"):
         collect_inputs("memory://bucket/empty/")
+
+
+def test_an_operation_that_plans_its_own_decode(clips, env, tmp_path):
+    """Segment detection reads every frame (its analyzer's decode_plan): a dataset run
+    gives it its own decode, unsplit, and its rows equal the single job's."""
+    from rekolab.datasets import operation_table
+    from rekolab.executors.segments import own_decode, policy_for
+
+    assert operation_table()["segments"] == ("StartSegmentDetection", "segments")
+    assert own_decode("StartSegmentDetection") and policy_for("StartSegmentDetection") is None
+    video = clips / "mmaction2_basketball_cut.mp4"
+    run = rk.analyze(str(video), ["segments", "faces"], out=tmp_path / "out", workers=2, sample_rate=RATE,
+                     segment_s=0.5).wait(progress=False)
+    assert list(run.manifest()["status"]) == ["SUCCEEDED"], run.manifest()["status_message"][0]
+    job = rk.start_segment_detection(video).wait(progress=False)
+    assert job.status == "SUCCEEDED", job.status_message
+    got = pq.read_table(next((tmp_path / "out" / "segments").glob("video=*/part-0.parquet"))).to_pylist()
+    assert got == job.to_arrow().to_pylist() and got
+    faces = pq.read_table(next((tmp_path / "out" / "faces").glob("video=*/part-0.parquet"))).to_pylist()
+    assert faces == _single_job_rows(video, "faces")

@@ -9,8 +9,8 @@ dropped or doubled at a boundary, and batched models see identical inputs.
 **Which operations split**, and how they are stitched, is data: :data:`POLICIES`
 names the operations rekolab ships; any analyzer class can declare its own
 ``segmenting = {"identity": "<column>" | None}`` attribute. An operation with no
-policy (e.g. one whose rows are decided only at the end) runs unsplit, on one
-worker, whatever its length.
+policy (e.g. one whose rows are decided only at the end, or one that plans its own
+decode, as segment detection does) runs unsplit, on one worker, whatever its length.
 
 **Stitching.** Stateless operations (faces, labels) are concatenated (labels'
 ``SampleIndex`` is counted over the whole video). Operations with an identity
@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from .work import BATCH_SIZE
 
-__all__ = ["POLICIES", "policy_for", "plan_segments", "merge_segments", "renumber"]
+__all__ = ["POLICIES", "policy_for", "analyzer_class", "own_decode", "plan_segments", "merge_segments", "renumber"]
 
 #: operation -> {"identity": identity column or None}; see the module docstring.
 POLICIES = {
@@ -50,19 +50,34 @@ POLICIES = {
 WARM_S = 3.0
 
 
-def policy_for(operation: str) -> dict | None:
-    """How ``operation`` splits (None: it runs unsplit)."""
+def analyzer_class(operation: str):
+    """The registered analyzer class of ``operation`` (None if it cannot be imported here)."""
     from ..analysis import _ANALYZERS
 
     spec = _ANALYZERS.get(operation)
-    if spec is not None:
-        module, _, name = spec.partition(":")
-        try:
-            declared = getattr(importlib.import_module(module), name).__dict__.get("segmenting")
-        except Exception:  # an analyzer that cannot import here runs unsplit (and fails there)
-            declared = None
-        if declared is not None:
-            return dict(declared)
+    if spec is None:
+        return None
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except Exception:  # it fails with its own error where it runs
+        return None
+
+
+def own_decode(operation: str) -> bool:
+    """True for an analyzer that plans its own decode (``decode_plan``, e.g. segment
+    detection reads every frame): it never shares a decode and never splits."""
+    return hasattr(analyzer_class(operation), "decode_plan")
+
+
+def policy_for(operation: str) -> dict | None:
+    """How ``operation`` splits (None: it runs unsplit)."""
+    cls = analyzer_class(operation)
+    declared = cls.__dict__.get("segmenting") if cls is not None else None
+    if declared is not None:
+        return dict(declared)
+    if own_decode(operation):
+        return None
     return POLICIES.get(operation)
 
 

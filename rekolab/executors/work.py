@@ -93,7 +93,9 @@ def analyze_video(path, operations, *, segment: tuple | None = None, stop=None,
 
     analyzers = {op: analyzer_for(op, dict(params, Video={"Path": str(path)}))
                  for op, params in operations}
-    plan = plan or plan_decode(path, _sample_rate(operations))
+    if plan is None:
+        own = [a for a in analyzers.values() if hasattr(a, "decode_plan")]  # alone in its group
+        plan = own[0].decode_plan(path) if own else plan_decode(path, _sample_rate(operations))
     sampled = len(plan)
     if segment is not None:
         warm, _, end = segment
@@ -234,7 +236,11 @@ def _run(task: Task) -> dict:
     metadata = probe(video.path)
     out = {"video_metadata": metadata.to_dict()}
     from ..video import plan as plan_decode
+    from .segments import own_decode
 
+    if any(own_decode(op) for op, _ in task.operations):  # it plans its own decode, unsplit
+        done = analyze_video(video.path, task.operations)
+        return {**out, **_picklable(done)}
     plan = plan_decode(video.path, _sample_rate(task.operations))
     if task.kind == "video" and task.split_s and metadata.duration_ms > task.split_s * 1000:
         out["split"] = {"samples": len(plan), "duration_ms": metadata.duration_ms}
@@ -243,6 +249,9 @@ def _run(task: Task) -> dict:
         start = task.segment[1]
         out["first"] = {"FrameNumber": int(plan.indices[start]), "Timestamp": int(plan.timestamps_ms[start])}
     done = analyze_video(video.path, task.operations, segment=task.segment, plan=plan)
-    out.update(models=done["models"], finalize=done["finalize"], sampled_frames=done["sampled_frames"],
-               frames=done["frames"], tables={op: table_to_bytes(t) for op, t in done["tables"].items()})
-    return out
+    return {**out, **_picklable(done)}
+
+
+def _picklable(done: dict) -> dict:
+    """``analyze_video``'s answer with its tables as Arrow IPC bytes."""
+    return {**done, "tables": {op: table_to_bytes(t) for op, t in done["tables"].items()}}
