@@ -497,7 +497,10 @@ def test_an_operation_that_plans_its_own_decode(clips, env, tmp_path):
     assert operation_table()["segments"] == ("StartSegmentDetection", "segments")
     assert own_decode("StartSegmentDetection") and policy_for("StartSegmentDetection") is None
     video = clips / "mmaction2_basketball_cut.mp4"
-    run = rk.analyze(str(video), ["segments", "faces"], out=tmp_path / "out", workers=2, sample_rate=RATE,
+    with pytest.raises(rk.ParamValidationError, match="SegmentTypes"):  # its request's own rules, at once
+        rk.analyze(str(video), ["segments"], out=tmp_path / "out")
+    ops = {"segments": {"SegmentTypes": ["TECHNICAL_CUE", "SHOT"]}, "faces": {}}
+    run = rk.analyze(str(video), ops, out=tmp_path / "out", workers=2, sample_rate=RATE,
                      segment_s=0.5).wait(progress=False)
     assert list(run.manifest()["status"]) == ["SUCCEEDED"], run.manifest()["status_message"][0]
     job = rk.start_segment_detection(video).wait(progress=False)
