@@ -14,13 +14,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import celebrities, errors, export
-from .api import (Collection, Job, StreamProcessor, StreamSession, create_stream_processor,
+from .api import (Collection, Job, StreamProcessor, StreamSession, analyze, create_stream_processor,
                   start_celebrity_recognition, start_face_detection, start_face_search,
                   start_label_detection)
 from .api import compare_faces, detect_faces, detect_labels
 from .api import detect_text, start_segment_detection, start_text_detection
 from .api import detect_moderation_labels, start_content_moderation, start_person_tracking
 from .client import Client, client
+from .datasets import DatasetRun
 from .errors import ClientError, ParamValidationError
 from .widgets import live_view
 
@@ -29,10 +30,12 @@ __all__ = [
     "Client",
     "ClientError",
     "Collection",
+    "DatasetRun",
     "Job",
     "ParamValidationError",
     "StreamProcessor",
     "StreamSession",
+    "analyze",
     "celebrities",
     "client",
     "compare_faces",

@@ -711,3 +711,17 @@ def start_person_tracking(video, *, sample_rate: float | None = None, client_req
 
 
 __all__ += ["start_person_tracking"]
+# -- dataset runs (rekolab.datasets) ---------------------------------------------------
+
+
+def analyze(inputs, operations=("faces",), out="rekolab-run", **kwargs):
+    """Analyse a dataset of videos into one partitioned parquet dataset; returns a
+    :class:`rekolab.datasets.DatasetRun` at once (see :func:`rekolab.datasets.analyze`).
+
+        run = rk.analyze("clips/**/*.mp4", ["faces", "labels"], out="runs/exp1", workers=2)
+        df = run.wait().to_pandas("faces")   # one table with a `video` column
+    """
+    from .datasets import analyze as run_dataset
+
+    return run_dataset(inputs, operations, out, **kwargs)
+__all__ += ["analyze"]

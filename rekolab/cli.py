@@ -417,6 +417,39 @@ def _plot(args) -> int:
     return 0
 
 
+# -- analyze: dataset runs (rekolab.datasets) ------------------------------------------------
+def _analyze(args) -> int:
+    import json
+
+    import rekolab as rk
+
+    operations: dict = {name: {} for name in args.operations.split(",") if name}
+    for item in args.param or []:
+        key, eq, value = item.partition("=")
+        name, dot, param = key.partition(".")
+        if not eq or not dot:
+            raise UsageError(f"--param {item!r} is not OPERATION.Parameter=VALUE")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass  # a plain string
+        operations.setdefault(name, {})[param] = value
+    try:
+        run = rk.analyze(args.inputs if len(args.inputs) > 1 else args.inputs[0], operations, out=args.output,
+                         executor=args.executor, workers=args.workers, address=args.address,
+                         sample_rate=args.sample_rate, new_run=args.new_run)
+        run.wait(progress=not args.quiet)
+    except rk.ClientError as e:
+        _err(_client_error(e))
+        return 1
+    c = run.counts
+    print(f"{args.output}: {c['done']} done, {c['skipped']} skipped (already done), {c['failed']} failed "
+          f"of {c['total']} videos")
+    for row in run.failures().itertuples():
+        print(f"FAILED {row.path}: {row.status_message}")
+    return 1 if c["failed"] else 0
+
+
 def _serve(args) -> int:
     from .server import serve
     from .server.sigv4 import load_credentials
@@ -465,6 +498,20 @@ def _parser(available: list[str]) -> argparse.ArgumentParser:
                      help="every sampled frame (default for coco, fiftyone, frames) or only frames with boxes")
     exp.add_argument("--no-images", action="store_true", help="coco: write annotations.json only")
     exp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ana = sub.add_parser("analyze", help="analyse a dataset of videos into one partitioned parquet dataset "
+                                         "(resumable; local processes or a Ray cluster)")
+    ana.add_argument("inputs", nargs="+", help="video files, folders, globs ('clips/**/*.mp4') or s3:// prefixes")
+    ana.add_argument("-o", "--output", type=Path, required=True, help="the dataset folder (out/<operation>/video=<id>/)")
+    ana.add_argument("--operations", default="faces",
+                     help="comma-separated: faces, labels, celebrities, search or Start* names (default faces)")
+    ana.add_argument("-p", "--param", action="append", metavar="OP.Parameter=VALUE",
+                     help="a Start* parameter, e.g. faces.FaceAttributes=ALL or search.CollectionId=cast")
+    ana.add_argument("--executor", choices=["local", "ray"], default=None, help="default local (REKOLAB_EXECUTOR)")
+    ana.add_argument("--workers", type=int, default=None, help="worker processes or Ray actors")
+    ana.add_argument("--address", default=None, help="Ray address (default REKOLAB_RAY_ADDRESS / RAY_ADDRESS)")
+    ana.add_argument("--sample-rate", type=float, default=None, help="frames analysed per second of video")
+    ana.add_argument("--new-run", action="store_true", help="replace a run with other parameters in the folder")
+    ana.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     srv = sub.add_parser("serve", help="serve Amazon Rekognition's JSON API for boto3, the AWS CLI and any AWS SDK",
                          description="Serve Amazon Rekognition's own wire protocol (JSON 1.1 over HTTP) on this "
                                      "machine; prints the variables to set. See docs/server.md.")
@@ -497,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return cli_images.run(args)
         return {"jobs": _jobs, "show": _show, "export": _export, "plot": _plot,
-                "serve": _serve}[args.command](args)
+                "analyze": _analyze, "serve": _serve}[args.command](args)
     except UsageError as e:
         _err(str(e))
         return 2

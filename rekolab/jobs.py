@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from . import store
 from .errors import (IdempotentParameterMismatchException, InvalidParameterException,
                      LimitExceededException, ResourceNotFoundException)
+from .executors.work import finalize_table, stream_analysis
 from .requests import StartRequest
 from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, probe, resolve_video
 from .video import plan as plan_decode
@@ -49,9 +50,6 @@ log = logging.getLogger("rekolab.jobs")
 
 DEFAULT_MAX_JOBS = 20
 TOKEN_TTL_S = 7 * 24 * 3600  # ClientRequestToken and results live 7 days in Rekognition
-BATCH_SIZE = 16
-
-
 def _jobs_dir() -> Path:
     return store.home() / "jobs"
 
@@ -278,23 +276,23 @@ class JobManager:
                 "JobId": record.job_id, "API": record.operation, "Request": record.request,
                 "VideoMetadata": record.video_metadata, "Models": record.models})}
             rows = 0
+
+            def on_frames(n: int) -> None:
+                running.completed += n
+                for listener in list(running.listeners):
+                    listener(running.completed, running.total)
+
             with pq.ParquetWriter(tmp, analyzer.schema.with_metadata(meta)) as writer:
-                batch_size = getattr(analyzer, "batch_size", BATCH_SIZE)  # GPU analyzers ask for more
-                for batch in plan.batches(batch_size, prefetch=2, stop=running.stop):
-                    out = analyzer(batch)
+                for out in stream_analysis(analyzer, plan, stop=running.stop, on_frames=on_frames):
                     if out.num_rows:
                         writer.write_batch(out)
                     rows += out.num_rows
-                    running.completed += len(batch)
-                    for listener in list(running.listeners):
-                        listener(running.completed, running.total)
             if running.interrupted.is_set():
                 raise _Interrupted("Job interrupted: the process exited before it finished")
-            finalize = getattr(analyzer, "finalize", None)
-            if finalize is not None:
+            if hasattr(analyzer, "finalize"):
                 # Whole-job decisions (e.g. one identity per face track) need every
                 # row; results are small next to the video, so read them back once.
-                table = finalize(pq.read_table(tmp))
+                table = finalize_table(analyzer, pq.read_table(tmp))
                 pq.write_table(table.replace_schema_metadata(meta), tmp)
                 rows = table.num_rows
             os.replace(tmp, record.path / "results.parquet")
