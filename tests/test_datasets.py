@@ -271,7 +271,10 @@ def _ray_node(args: list[str], tmp: Path, name: str) -> subprocess.Popen:
     ray = Path(sys.executable).with_name("ray")
     ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
              f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
-    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    # The raylet waits for its dashboard agent to register (15 s by default); on a loaded
+    # 2-core machine the agent takes longer than that to start.
+    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0",
+               RAY_agent_register_timeout_ms="180000")
     return subprocess.Popen([str(ray), "start", "--block", "--num-cpus=1", f"--node-ip-address={RAY_IP}",
                              "--object-store-memory=80000000", "--disable-usage-stats", "--include-log-monitor=false",
                              *ports, *args],
