@@ -40,7 +40,7 @@ from . import store
 from .errors import (IdempotentParameterMismatchException, InvalidParameterException,
                      LimitExceededException, ResourceNotFoundException)
 from .requests import StartRequest
-from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, probe, resolve_video
+from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, VideoMetadata, probe, resolve_video
 from .video import plan as plan_decode
 
 __all__ = ["JobManager", "JobRecord", "TOKEN_TTL_S", "DEFAULT_MAX_JOBS"]
@@ -260,7 +260,8 @@ class JobManager:
         try:
             analyzer = analyzer_for(record.operation, record.request)
             record.models = analyzer.models()
-            plan = plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE)
+            plan = plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE,
+                               VideoMetadata.from_dict(record.video_metadata))
             running.total = len(plan)
             record.sampled_frames = len(plan)
             meta = {b"rekolab": _json_bytes({
