@@ -18,10 +18,11 @@ from typing import Callable
 
 import pyarrow as pa
 
-from .errors import Exceptions, RekognitionError, ResourceNotFoundException
+from .errors import Exceptions, InternalServerError, RekognitionError, ResourceNotFoundException
 from .jobs import JobManager, JobRecord
 from .requests import GetRequest, parse_get, parse_start
 from .results import face_detection_items, make_token, read_token
+from .store import storage_message
 from .video import parse_buckets
 
 __all__ = ["Client", "client"]
@@ -38,6 +39,8 @@ def _operation(name: str):
                 if exc.operation_name == name:
                     raise
                 raise type(exc)(exc.message, name) from None
+            except OSError as exc:  # the home's storage (disk full, read-only): a code, not a raw error
+                raise InternalServerError(storage_message(exc), name) from None
         return call
     return wrap
 

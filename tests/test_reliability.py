@@ -102,3 +102,90 @@ def test_narrow_frames_decode(client, width):
     page = run_job(client, "narrow.mp4")
     assert page["JobStatus"] == "SUCCEEDED", page.get("StatusMessage")
     assert (page["VideoMetadata"]["FrameWidth"], page["VideoMetadata"]["FrameHeight"]) == (width, 40)
+
+
+# -- 2. ClientRequestToken and the open-job limit hold across processes ----------------------
+_CONCURRENT = textwrap.dedent("""
+    import json, os, sys, time
+    import rekolab as rk, rekolab.jobs as jobs
+
+    bucket, sync, count, rounds, token, hold = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+    if hold == "hold":  # jobs stay queued until this process exits: the count cannot drop
+        def _run(self, record, video, running):
+            running.stop.wait()
+            record.status, record.status_message = "FAILED", "interrupted"
+            record.save()
+            running.done.set()
+            self._running.pop(record.job_id, None)
+            (jobs._open_dir(jobs.Path(record.home)) / record.job_id).unlink(missing_ok=True)
+        jobs.JobManager._run = _run
+    c = rk.client(buckets={"media": bucket})
+    rk.video.probe(bucket + "/ok.mp4")  # imports and caches done before the start line
+    open(os.path.join(sync, f"ready-{os.getpid()}"), "w").close()
+    go = os.path.join(sync, "go")
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    start_at = float(open(go).read())
+    out = []
+    for r in range(rounds):
+        time.sleep(max(0.0, start_at + 0.4 * r - time.time()))
+        for i in range(count):
+            kwargs = {"ClientRequestToken": f"{token}-{r}"} if token != "-" else {}
+            try:
+                job_id = c.start_face_detection(Video={"S3Object": {"Bucket": "media", "Name": "ok.mp4"}},
+                                                SampleRate=1, **kwargs)["JobId"]
+                out.append(["ok", job_id, job_id in c.jobs._running])
+            except c.exceptions.LimitExceededException as e:
+                out.append(["limit", e.response["Error"]["Message"], False])
+    print(json.dumps(out), flush=True)
+    sys.stdin.readline()  # alive (its jobs open) until every process has reported
+""")
+
+
+def _concurrent(tmp_path, counts, token, hold, rounds=1) -> list[list]:
+    """Run ``len(counts)`` processes that start ``counts[i]`` jobs each at the same
+    moment (``rounds`` times, tokens ``token-<round>``); their outcomes."""
+    import time
+
+    bucket, sync = tmp_path / "cbucket", tmp_path / "sync"
+    bucket.mkdir()
+    sync.mkdir()
+    numbered_video(bucket / "ok.mp4", frames=5)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT, str(bucket), str(sync), str(n), str(rounds),
+                               token, hold], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for n in counts]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(sync.glob("ready-*"))) < len(procs):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a process died"
+            time.sleep(0.02)
+        (sync / "go.tmp").write_text(str(time.time() + 0.2))
+        os.replace(sync / "go.tmp", sync / "go")
+        results = [json.loads(p.stdout.readline()) for p in procs]
+        for p in procs:
+            out, err = p.communicate("\n", timeout=60)
+            assert p.returncode == 0, err[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [[*row, i] for i, rows in enumerate(results) for row in rows]
+
+
+def test_one_token_from_four_processes_is_one_job(tmp_path, rekolab_home):
+    results = _concurrent(tmp_path, [1, 1, 1, 1], "same-token", "hold", rounds=3)
+    for r in range(3):  # row r of each process is its round r
+        rows = [row for i, row in enumerate(results) if i % 3 == r]
+        assert len({job_id for _, job_id, _, _ in rows}) == 1, rows
+        assert sum(ran_here for _, _, ran_here, _ in rows) == 1  # one process runs it
+    jobs = [p for p in (rekolab_home / "jobs").iterdir() if not p.name.startswith(".")]
+    assert len(jobs) == 3
+
+
+def test_open_job_limit_holds_per_home_across_processes(tmp_path, rekolab_home):
+    results = _concurrent(tmp_path, [11, 10], "-", "hold")
+    outcomes = [kind for kind, _, _, _ in results]
+    assert outcomes.count("ok") == 20 and outcomes.count("limit") == 1, results
+    limit = next(msg for kind, msg, _, _ in results if kind == "limit")
+    assert "20 open Jobs" in limit and "Maximum limit: 20" in limit
