@@ -189,3 +189,52 @@ def test_open_job_limit_holds_per_home_across_processes(tmp_path, rekolab_home):
     assert outcomes.count("ok") == 20 and outcomes.count("limit") == 1, results
     limit = next(msg for kind, msg, _, _ in results if kind == "limit")
     assert "20 open Jobs" in limit and "Maximum limit: 20" in limit
+
+
+def test_unusable_containers_are_refused_at_start_in_words(client):
+    from rekolab.testing import moov_truncated_video, zero_sample_video
+
+    need(HAMILTON)
+    moov_truncated_video(HAMILTON, bucket_of(client) / "moov_cut.mp4", keep=0.9)
+    zero_sample_video(bucket_of(client) / "no_samples.mkv")
+    for name, fragment in [("moov_cut.mp4", "index (moov) missing or cut off"),
+                           ("no_samples.mkv", "has no frames (zero samples)")]:
+        with pytest.raises(client.exceptions.InvalidParameterException) as e:
+            client.start_face_detection(Video=s3(name))
+        message = e.value.response["Error"]["Message"]
+        assert fragment in message and "Errno" not in message and "[" not in message.split(":", 1)[0]
+    assert not [p for p in (Path(os.environ["REKOLAB_HOME"]) / "jobs").glob("*") if not p.name.startswith(".")]
+
+
+# -- 9. the container's rotation is applied before analysis ----------------------------------
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_frames_are_decoded_as_displayed(tmp_path, degrees):
+    from rekolab.testing import write_video
+    from rekolab.video import plan, probe
+
+    stored = [np.zeros((128, 192, 3), np.uint8) for _ in range(2)]
+    for f in stored:
+        f[:40, :64] = 255  # a white corner marks the stored top-left
+    video = write_video(tmp_path / "r.mp4", stored, rotation=degrees)
+    meta = probe(video)
+    expected = np.rot90(stored[0], degrees // 90)  # counter-clockwise, as the display matrix says
+    assert (meta.frame_height, meta.frame_width) == expected.shape[:2]
+    frame = next(iter(plan(video, 25).batches())).frames[0]
+    assert frame.shape == expected.shape
+    assert np.abs(frame.astype(int) - expected).mean() < 8
+
+
+def test_face_boxes_follow_the_displayed_picture(client, media):
+    """A portrait phone video stored sideways finds the face where a person sees it."""
+    import cv2
+    from rekolab.testing import write_video
+
+    rgb = cv2.imread(str(media / "faces/obama.jpg"))[:, :, ::-1]
+    rgb = np.ascontiguousarray(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2])
+    write_video(bucket_of(client) / "upright.mp4", [rgb])
+    write_video(bucket_of(client) / "sideways.mp4", [np.ascontiguousarray(np.rot90(rgb, -1))], rotation=90)
+    upright, sideways = run_job(client, "upright.mp4"), run_job(client, "sideways.mp4")
+    assert upright["VideoMetadata"]["FrameWidth"] == sideways["VideoMetadata"]["FrameWidth"] == rgb.shape[1]
+    assert upright["VideoMetadata"]["FrameHeight"] == sideways["VideoMetadata"]["FrameHeight"] == rgb.shape[0]
+    a, b = (p["Faces"][0]["Face"]["BoundingBox"] for p in (upright, sideways))
+    assert all(abs(a[k] - b[k]) < 0.03 for k in a), (a, b)

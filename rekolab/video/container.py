@@ -135,7 +135,8 @@ def probe(path: str | Path) -> VideoMetadata:
         # FFmpeg AVCOL_RANGE: 2 = JPEG (full); 1 = MPEG (limited); 0 = unspecified,
         # which decoders treat as limited for YUV video.
         color_range = "FULL" if int(getattr(ctx, "color_range", 0) or 0) == 2 else "LIMITED"
-        meta = VideoMetadata(codec=ctx.name, duration_ms=duration_ms, format=container.format.long_name,
+        codec = getattr(ctx.codec, "canonical_name", None) or ctx.name  # "av1", not "libdav1d"
+        meta = VideoMetadata(codec=codec, duration_ms=duration_ms, format=container.format.long_name,
                              frame_rate=round(rate, 6), frame_height=height, frame_width=width,
                              color_range=color_range, rotation=rotation)
     finally:
