@@ -85,6 +85,9 @@ def _first_frame(container, stream, name: str):
     av = require("av", "video")
     packets = 0
     try:
+        # One decoding thread: frame threads would each hold full-size frames (a
+        # 4096x4096 probe then peaks at hundreds of MB for one picture).
+        stream.codec_context.thread_count = 1
         for packet in container.demux(stream):
             packets += packet.size > 0
             for frame in packet.decode():  # the final empty packet flushes the decoder

@@ -60,11 +60,13 @@ DEFAULT_SAMPLE_RATE = 5.0
 #: A decoder that produces nothing for this long is declared stalled (decord#373:
 #: get_batch can spin forever on files whose frame count is over-reported).
 STALL_TIMEOUT_S = float(120)
-#: Frames are decoded at most this many pixels (1080p's count), scaled with their
-#: aspect ratio kept: decord resizes while decoding, so a 4096x4096 video costs what
-#: a 1440x1440 one does. The models see 224-640 px inputs; boxes are ratios of the
-#: frame, and ``VideoMetadata`` keeps the real size.
-MAX_DECODE_PIXELS = 1920 * 1080
+#: Frames are decoded at most this many pixels (720p's count), scaled with their
+#: aspect ratio kept: decord resizes while decoding, so the frames of a 4096x4096
+#: video cost what 960x960 ones do and memory stays bounded by the batch size
+#: whatever the frame size. The models need less: the face detector runs at 640 px,
+#: embeddings on 112 px crops, CLIP at 224 px. Boxes are ratios of the frame, and
+#: ``VideoMetadata`` keeps the real size.
+MAX_DECODE_PIXELS = 1280 * 720
 #: decord2 3.4 returns mis-shaped arrays (4 or 6 "channels") for some output widths
 #: under 74 px (16, 24, 48, 72, ...): narrower frames are decoded upscaled to this width.
 _MIN_DECODE_WIDTH = 80
