@@ -110,7 +110,10 @@ FACE_LIST_SCHEMA = pa.schema([("FaceId", pa.string()), ("BoundingBox", BOUNDING_
 
 def _root() -> Path:
     path = store.home() / "collections"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: readers find nothing there; writers fail when they write
+        pass
     return path
 
 
@@ -129,19 +132,10 @@ def _dir(collection_id: str) -> Path:
 
 @contextlib.contextmanager
 def _locked(collection_id: str, exclusive: bool) -> Iterator[None]:
-    """``fcntl.flock`` on the collection's lock file (works across processes and,
-    since each call opens its own file description, across threads)."""
-    locks = _root() / ".locks"
-    locks.mkdir(exist_ok=True)
-    fd = os.open(locks / (_folder_name(collection_id) + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    """``fcntl.flock`` on the collection's lock file (works across processes and
+    threads; a reader's shared lock works on a read-only home: see store.locked)."""
+    with store.locked(_root() / ".locks" / (_folder_name(collection_id) + ".lock"), exclusive):
         yield
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
 
 
 def collection_arn(collection_id: str) -> str:
@@ -498,23 +492,32 @@ def create_collection(collection_id: str, tags: dict | None = None, operation: s
             raise ResourceAlreadyExistsException(
                 f"The collection id: {collection_id} already exists.", operation or "rekolab")
         tmp = _root() / f".new-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        manifest = {
-            "CollectionId": collection_id,
-            "CollectionArn": collection_arn(collection_id),
-            "FaceModelVersion": version,
-            "IndexFacesModelVersion": index_faces_model_version(version),
-            "CreationTimestampMs": int(time.time() * 1000),
-            "Tags": dict(tags or {}),
-            "Dimension": None,
-            "Segments": [],
-            "FaceCount": 0,
-        }
-        store.atomic_write_json(tmp / _MANIFEST, manifest)
-        if folder.exists():  # a folder with no manifest: left by a crash; replace it
-            shutil.rmtree(folder, ignore_errors=True)
-        os.rename(tmp, folder)
-    return {"StatusCode": 200, "CollectionArn": manifest["CollectionArn"], "FaceModelVersion": version}
+        try:
+            _create_in(tmp, folder, collection_id, version, tags)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves nothing half-made
+            raise
+    return {"StatusCode": 200, "CollectionArn": collection_arn(collection_id), "FaceModelVersion": version}
+
+
+def _create_in(tmp: Path, folder: Path, collection_id: str, version: str, tags: dict | None) -> None:
+    """Write the new collection in ``tmp``, then rename it into place (atomic)."""
+    tmp.mkdir()
+    manifest = {
+        "CollectionId": collection_id,
+        "CollectionArn": collection_arn(collection_id),
+        "FaceModelVersion": version,
+        "IndexFacesModelVersion": index_faces_model_version(version),
+        "CreationTimestampMs": int(time.time() * 1000),
+        "Tags": dict(tags or {}),
+        "Dimension": None,
+        "Segments": [],
+        "FaceCount": 0,
+    }
+    store.atomic_write_json(tmp / _MANIFEST, manifest)
+    if folder.exists():  # a folder with no manifest: left by a crash; replace it
+        shutil.rmtree(folder, ignore_errors=True)
+    os.rename(tmp, folder)
 
 
 def describe_collection(collection_id: str, operation: str | None = None) -> dict:

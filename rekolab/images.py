@@ -96,10 +96,13 @@ def _read_s3_image(s3: dict, buckets: dict[str, str], op: str) -> bytes:
         path = _inside_root(Path(buckets[bucket]), name, bucket)
     else:
         path = _fetch_s3(bucket, name, version)
-    if not path.is_file():
+    try:
+        is_file, size = path.is_file(), path.stat().st_size if path.is_file() else 0
+    except OSError:  # a name too long for the file system, a symlink loop: no such object
+        is_file = False
+    if not is_file:
         raise InvalidS3ObjectException(
             f"Unable to get object metadata from S3: {bucket}/{name} does not exist ({path})", op)
-    size = path.stat().st_size
     if size > MAX_S3_IMAGE_BYTES:
         raise ImageTooLargeException(
             f"Image size is too large: {bucket}/{name} is {size} bytes; the maximum from S3 is "

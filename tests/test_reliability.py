@@ -2,6 +2,7 @@
 bounded memory, every fault a Rekognition error. One test (or more) per defect."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -305,3 +306,149 @@ def test_declared_size_reads_png_and_jpeg_headers(media):
         data = (media / name).read_bytes()
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         assert declared_size(data) == (img.shape[1], img.shape[0])
+
+
+# -- 4/5. a full disk and a read-only home: Rekognition errors, real causes, readers work ----
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A small tmpfs at ``path`` (root only), unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs as the home needs root")
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _fill(home: Path) -> Path:
+    """Take every free block of ``home`` (again: a failing job may free some)."""
+    filler = home / f"filler-{len(list(home.glob('filler*')))}"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    for i in range(64):  # the last few blocks, a page at a time
+        try:
+            (home / f"{filler.name}-{i}").write_bytes(b"\0" * 4096)
+        except OSError:
+            break
+    return filler
+
+
+def _job_dirs(home: Path) -> list[str]:
+    return sorted(p.name for p in (home / "jobs").iterdir() if not p.name.startswith("."))
+
+
+def test_disk_full_gives_internal_server_error_and_failed_jobs_with_the_cause(
+        models_dir, media, tmp_path, monkeypatch):
+    from rekolab.testing import still_video
+
+    with tmpfs(tmp_path / "mnt", "3m") as home:
+        monkeypatch.setenv("REKOLAB_HOME", str(home))
+        bucket = tmp_path / "b"
+        bucket.mkdir()
+        still_video(media / "faces/two_people.jpg", bucket / "two.mp4", frames=1)
+        truncated_video(HAMILTON, bucket / "long.mp4", keep=1.0)
+        client = rk.client(buckets={"media": str(bucket)}, workers=1)
+        client.create_collection(CollectionId="c1")
+        face_id = client.index_faces(CollectionId="c1", Image={"Bytes": (media / "faces/obama.jpg").read_bytes()}
+                                     )["FaceRecords"][0]["Face"]["FaceId"]
+        busy = client.start_face_detection(Video=s3("long.mp4"), SampleRate=10)["JobId"]  # holds the worker
+        queued = client.start_face_detection(Video=s3("two.mp4"))["JobId"]
+        filler = _fill(home)
+        jobs_before = _job_dirs(home)
+        for call in [lambda: client.start_face_detection(Video=s3("two.mp4")),
+                     lambda: client.create_collection(CollectionId="c2"),
+                     lambda: client.index_faces(CollectionId="c1",
+                                                Image={"Bytes": (media / "faces/biden.jpg").read_bytes()}),
+                     lambda: client.delete_faces(CollectionId="c1", FaceIds=[face_id])]:
+            _fill(home)
+            with pytest.raises(client.exceptions.InternalServerError) as e:
+                call()
+            assert "No space left on device" in e.value.response["Error"]["Message"]
+        assert _job_dirs(home) == jobs_before  # no half-made job folder
+        assert not list((home / "collections").glob(".new-*"))
+        for job_id in (busy, queued):  # while the disk is still full: Get* answers, never raises
+            client.jobs.wait(job_id, timeout=120)
+            page = client.get_face_detection(JobId=job_id)
+            validate_response("GetFaceDetection", page)
+            assert page["JobStatus"] == "FAILED" and "No space left on device" in page["StatusMessage"]
+            assert "interrupted" not in page["StatusMessage"]
+        for p in home.glob("filler*"):
+            p.unlink()
+        assert client.get_face_detection(JobId=queued)["JobStatus"] == "FAILED"
+        on_disk = json.loads((home / "jobs" / queued / "job.json").read_text())
+        assert on_disk["status"] == "FAILED" and "No space left" in on_disk["status_message"]
+        assert client.describe_collection(CollectionId="c1")["FaceCount"] == 1  # nothing lost
+        assert filler is not None
+
+
+def test_a_read_only_home_can_be_read(models_dir, media, tmp_path, monkeypatch):
+    from rekolab.testing import all_pages, still_video
+
+    with tmpfs(tmp_path / "mnt", "8m") as home:
+        monkeypatch.setenv("REKOLAB_HOME", str(home))
+        bucket = tmp_path / "b"
+        bucket.mkdir()
+        still_video(media / "faces/two_people.jpg", bucket / "two.mp4", frames=1)
+        client = rk.client(buckets={"media": str(bucket)})
+        client.create_collection(CollectionId="c")
+        client.index_faces(CollectionId="c", Image={"Bytes": (media / "faces/two_people.jpg").read_bytes()})
+        job_id = client.start_face_detection(Video=s3("two.mp4"))["JobId"]
+        assert client.jobs.wait(job_id, timeout=120).status == "SUCCEEDED"
+        assert not (home / "secret").exists()
+        subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+        reader = rk.client(buckets={"media": str(bucket)})
+        assert reader.describe_collection(CollectionId="c")["FaceCount"] == 2
+        faces = all_pages(reader.list_faces, "ListFaces", CollectionId="c", MaxResults=1)
+        assert len(faces) == 2
+        matches = reader.search_faces(CollectionId="c", FaceId=faces[0]["Faces"][0]["FaceId"])
+        validate_response("SearchFaces", matches)
+        pages = all_pages(reader.get_face_detection, "GetFaceDetection", JobId=job_id, MaxResults=1)
+        assert sum(len(p["Faces"]) for p in pages) == 2
+        with pytest.raises(reader.exceptions.InternalServerError, match="Read-only file system"):
+            reader.create_collection(CollectionId="d")
+
+
+# -- 6. names and homes the file system refuses: codes, not OSError ---------------------------
+def test_a_file_name_over_the_file_system_limit_is_an_invalid_object(client):
+    with pytest.raises(client.exceptions.InvalidS3ObjectException, match="not found"):
+        client.start_face_detection(Video=s3("a" * 300 + ".mp4"))
+    with pytest.raises(client.exceptions.InvalidS3ObjectException):
+        client.start_face_detection(Video={"Path": "/tmp/" + "b" * 300 + ".mp4"})
+
+
+def test_a_home_under_a_regular_file_is_an_internal_server_error(client, tmp_path, monkeypatch):
+    numbered_video(bucket_of(client) / "ok.mp4", frames=3)
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("REKOLAB_HOME", str(tmp_path / "file" / "home"))
+    for call in [lambda: client.start_face_detection(Video=s3("ok.mp4")),
+                 lambda: client.get_face_detection(JobId="a" * 64),
+                 lambda: client.describe_collection(CollectionId="c"),
+                 lambda: client.list_collections()]:
+        with pytest.raises(client.exceptions.InternalServerError) as e:
+            call()
+        assert "is not a usable folder" in e.value.response["Error"]["Message"]
+
+
+# -- 8. a relative home is resolved once --------------------------------------------------------
+def test_a_relative_home_survives_chdir_during_a_job(client, tmp_path, monkeypatch):
+    numbered_video(bucket_of(client) / "ok.mp4", frames=10)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REKOLAB_HOME", "relhome")
+    job_id = client.start_face_detection(Video=s3("ok.mp4"))["JobId"]
+    os.chdir(tmp_path / "elsewhere")
+    record = client.jobs.wait(job_id, timeout=120)
+    assert record.status == "SUCCEEDED", record.status_message
+    assert client.get_face_detection(JobId=job_id)["JobStatus"] == "SUCCEEDED"
+    assert len(list(tmp_path.rglob("job.json"))) == 1
+    assert (tmp_path / "relhome" / "jobs" / job_id / "job.json").exists()
