@@ -452,3 +452,45 @@ def test_a_relative_home_survives_chdir_during_a_job(client, tmp_path, monkeypat
     assert client.get_face_detection(JobId=job_id)["JobStatus"] == "SUCCEEDED"
     assert len(list(tmp_path.rglob("job.json"))) == 1
     assert (tmp_path / "relhome" / "jobs" / job_id / "job.json").exists()
+
+
+# -- 10. no native thread outlives the interpreter ----------------------------------------------
+_SHORTEST = textwrap.dedent("""
+    import sys, rekolab as rk
+    from rekolab.testing import still_video
+    media, work = sys.argv[1], sys.argv[2]
+    rk.celebrities.gallery().add("Barack Obama", images=[media + "/faces/obama.jpg"])  # gallery add
+    video = still_video(media + "/faces/obama.jpg", work + "/one.mp4", frames=1)
+    job = rk.start_face_detection(video).wait(progress=False)  # a job on a 1-frame video
+    assert job.status == "SUCCEEDED", job.status_message
+    c = rk.client()
+    try:  # a client call
+        c.get_face_detection(JobId="a" * 64)
+    except c.exceptions.ResourceNotFoundException:
+        pass
+""")
+
+
+def test_short_scripts_exit_cleanly_every_time(models_dir, media, tmp_path):
+    """Native model sessions are released before interpreter teardown (which once
+    aborted a gallery script with SIGABRT after its work was written): 20 runs, exit
+    0 each: every other run the whole script (gallery add, a 1-frame job, a client
+    call), the others the client call alone (the model-free surface)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    codes = []
+    for batch in range(10):
+        procs = []
+        for k, script in enumerate([_SHORTEST, _SHORTEST.split("c = rk.client()")[0].split("\n")[0] + "\n"
+                                    + "import rekolab as rk\nc = rk.client()\n"
+                                    + "try:\n    c.get_face_detection(JobId='a' * 64)\n"
+                                    + "except c.exceptions.ResourceNotFoundException:\n    pass\n"]):
+            run = tmp_path / f"run{batch}-{k}"
+            run.mkdir()
+            procs.append(subprocess.Popen([sys.executable, "-c", script, str(media), str(run)],
+                                          env=dict(env, REKOLAB_HOME=str(run / "home")),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            codes.append(p.returncode)
+            assert p.returncode == 0, (codes, err[-2000:])
+    assert codes == [0] * 20
