@@ -50,7 +50,7 @@ from . import store
 from .errors import (IdempotentParameterMismatchException, InvalidParameterException,
                      LimitExceededException, RekognitionError, ResourceNotFoundException)
 from .requests import StartRequest
-from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, VideoMetadata, probe, resolve_video
+from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, VideoMetadata, check_decodable, probe, resolve_video
 from .video import plan as plan_decode
 
 __all__ = ["JobManager", "JobRecord", "TOKEN_TTL_S", "DEFAULT_MAX_JOBS"]
@@ -226,6 +226,7 @@ class JobManager:
         # Resolving may download from S3 and probing reads the file: not under the lock.
         video = resolve_video(request.video, buckets)
         metadata = probe(video.path)
+        check_decodable(video.path, metadata)
         home = store.home()
         job_id = secrets.token_hex(32)
         record = JobRecord(job_id=job_id, operation=request.operation, request=request.params,

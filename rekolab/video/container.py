@@ -115,7 +115,7 @@ def probe(path: str | Path) -> VideoMetadata:
     container = _open(path)
     try:
         fmt = container.format.name
-        if fmt == "image2" or fmt.endswith("_pipe"):
+        if fmt in ("image2", "gif", "apng", "webp") or fmt.endswith("_pipe"):
             raise InvalidParameterException(
                 f"{name} is a still image ({container.format.long_name}), not a video")
         if not container.streams.video:

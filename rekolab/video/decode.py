@@ -52,6 +52,7 @@ __all__ = [
     "DecodePlan",
     "MAX_DECODE_PIXELS",
     "decode_size",
+    "check_decodable",
 ]
 
 log = logging.getLogger("rekolab.video")
@@ -182,6 +183,27 @@ class DecodePlan:
         return _prefetch(self.reader, self.indices, self.timestamps_ms, batch_size, prefetch, stop)
 
 
+def check_decodable(path: str | Path, metadata: VideoMetadata) -> None:
+    """At Start: the frame decoder (decord) must open the file and return its first
+    frame at the planned size, or the request is refused in words. (decord cannot
+    seek in some containers FFmpeg demuxes, e.g. MPEG-TS.)"""
+    from ..errors import InvalidParameterException
+
+    path = Path(path)
+    size = decode_size(metadata.frame_width, metadata.frame_height)
+    try:
+        reader = _open_reader(path, size)
+        frame = reader.get_batch([0]).asnumpy()
+        del reader
+    except Exception as exc:
+        log.info("decord cannot decode %s: %r", path, exc)
+        frame = None
+    if frame is None or frame.shape != (1, size[1], size[0], 3):
+        raise InvalidParameterException(
+            f"{path.name}: rekolab's frame decoder cannot read this {metadata.format} file "
+            f"({metadata.codec}); remux it to MP4, e.g. ffmpeg -i {path.name!r} -c copy out.mp4")
+
+
 def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE,
          metadata: VideoMetadata | None = None) -> DecodePlan:
     """Open ``path`` and choose the frames to decode.
@@ -265,13 +287,15 @@ def _prefetch(reader, indices, timestamps_ms, batch_size, prefetch, stop) -> Ite
                 if stop.is_set():
                     return
                 idx = indices[start:start + batch_size]
-                where = f"{int(timestamps_ms[start])} ms"
+                span = timestamps_ms[start:start + batch_size]
+                where = (f"{int(span[0])} ms" if len(span) == 1
+                         else f"the frames between {int(span[0])} and {int(span[-1])} ms")
                 try:
                     frames = reader.get_batch(idx.tolist()).asnumpy()
                 except Exception as exc:
                     log.info("decord failed near %s: %r", where, exc)
                     raise VideoDecodeError(
-                        f"the video could not be decoded from {where} on: its data is corrupt or "
+                        f"the video could not be decoded at {where}: its data is corrupt or "
                         "cut off there") from None
                 if frames.shape[0] != len(idx) or frames.ndim != 4 or frames.shape[-1] != 3:
                     raise VideoDecodeError(
