@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import functools
 import hashlib
 import io

@@ -364,12 +364,14 @@ class JobManager:
                         tmp.unlink(missing_ok=True)
                 record.completed_ms = int(time.time() * 1000)
                 _save_final(record)
-            finally:  # whatever happens above, waiters must wake up
-                running.done.set()
-                self._running.pop(record.job_id, None)
-                with contextlib.suppress(OSError):
-                    (_open_dir(Path(record.home)) / record.job_id).unlink(missing_ok=True)
-                self._notify(record, video)
+            finally:
+                try:
+                    with contextlib.suppress(OSError):
+                        (_open_dir(Path(record.home)) / record.job_id).unlink(missing_ok=True)
+                    self._notify(record, video)  # before waiters wake: they may look for it
+                finally:  # whatever happens above, waiters must wake up
+                    running.done.set()
+                    self._running.pop(record.job_id, None)
 
     # -- read ------------------------------------------------------------------------
     def record(self, job_id: str) -> JobRecord:

@@ -494,3 +494,68 @@ def test_short_scripts_exit_cleanly_every_time(models_dir, media, tmp_path):
             codes.append(p.returncode)
             assert p.returncode == 0, (codes, err[-2000:])
     assert codes == [0] * 20
+
+
+# -- kill -9 at several points: consistent state, nothing lost ----------------------------------
+_KILL = textwrap.dedent("""
+    import os, signal, sys
+    import rekolab as rk, rekolab.jobs as jobs, rekolab.collections as collections
+    point, bucket, image = sys.argv[1], sys.argv[2], sys.argv[3]
+    die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    c = rk.client(buckets={"media": bucket})
+    if point == "index-before-commit":
+        c.create_collection(CollectionId="c")
+        c.index_faces(CollectionId="c", Image={"Bytes": open(image, "rb").read()}, ExternalImageId="first")
+        collections._commit = die
+        c.index_faces(CollectionId="c", Image={"Bytes": open(image, "rb").read()}, ExternalImageId="second")
+    if point == "mid-job":
+        import rekolab.analysis as analysis
+        make = analysis.analyzer_for
+        def analyzer_for(op, req):
+            a = make(op, req)
+            class Dying:
+                schema = a.schema
+                models = a.models
+                def __call__(self, batch):
+                    a(batch)
+                    die()
+            return Dying()
+        analysis.analyzer_for = analyzer_for
+    if point == "before-rename":
+        replace = os.replace
+        os.replace = lambda src, dst, *a: die() if str(dst).endswith("results.parquet") else replace(src, dst, *a)
+    job = c.start_face_detection(Video={"S3Object": {"Bucket": "media", "Name": "ok.mp4"}},
+                                 ClientRequestToken="tok")["JobId"]
+    print(job, flush=True)
+    if point == "after-start":
+        die()
+    c.jobs.wait(job)
+    print("not killed", flush=True)
+""")
+
+
+@pytest.mark.parametrize("point", ["after-start", "mid-job", "before-rename", "index-before-commit"])
+def test_kill_9_leaves_consistent_state(client, media, point, rekolab_home):
+    bucket = bucket_of(client)
+    numbered_video(bucket / "ok.mp4", frames=40)
+    out = subprocess.run([sys.executable, "-c", _KILL, point, str(bucket), str(media / "faces/obama.jpg")],
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
+    assert out.returncode == -9, (out.returncode, out.stderr[-2000:])
+    if point == "index-before-commit":
+        faces = client.list_faces(CollectionId="c")["Faces"]
+        assert [f.get("ExternalImageId") for f in faces] == ["first"]  # nothing lost, nothing half-added
+        assert client.describe_collection(CollectionId="c")["FaceCount"] == 1
+        client.index_faces(CollectionId="c", Image={"Bytes": (media / "faces/obama.jpg").read_bytes()},
+                           ExternalImageId="again")
+        assert client.describe_collection(CollectionId="c")["FaceCount"] == 2
+        return
+    job_id = out.stdout.split()[0]
+    page = client.get_face_detection(JobId=job_id)
+    validate_response("GetFaceDetection", page)
+    assert page["JobStatus"] == "FAILED" and "interrupted" in page["StatusMessage"] and "Faces" not in page
+    folder = rekolab_home / "jobs" / job_id
+    assert sorted(p.name for p in folder.iterdir()) == ["job.json"]  # no results, no partial file
+    # The dead process's open job no longer counts; its token still names its job.
+    assert client.jobs._open_jobs(rekolab_home) == 0
+    again = client.start_face_detection(Video=s3("ok.mp4"), ClientRequestToken="tok")["JobId"]
+    assert again == job_id
