@@ -131,11 +131,16 @@ def looped_video(source: str | Path, path: str | Path, times: int) -> Path:
 def truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> Path:
     """``source``'s video stream remuxed with ``movflags=faststart`` (index first),
     then cut to ``keep`` of its bytes: an over-reported frame count, as in decord#373."""
+    return _remux_cut(source, path, keep, {"movflags": "faststart"})
+
+
+def _remux_cut(source: str | Path, path: str | Path, keep: float, options: dict) -> Path:
+    """``source``'s video stream remuxed to MP4 with muxer ``options``, cut to ``keep``."""
     import av
 
     path = Path(path)
     full = path.with_name(path.stem + ".full" + path.suffix)
-    with av.open(str(source)) as src, av.open(str(full), "w", options={"movflags": "faststart"}) as dst:
+    with av.open(str(source)) as src, av.open(str(full), "w", format="mp4", options=options) as dst:
         stream = src.streams.video[0]
         out = dst.add_stream_from_template(stream)
         for packet in src.demux(stream):
@@ -185,21 +190,7 @@ def encoded_video(path: str | Path, codec: str = "libx264", size: tuple[int, int
 def moov_truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> Path:
     """``source`` remuxed with its index (moov) at the end, then cut to ``keep`` of
     its bytes: the index is lost, no frame can be located."""
-    import av
-
-    path = Path(path)
-    full = path.with_name(path.stem + ".full" + path.suffix)
-    with av.open(str(source)) as src, av.open(str(full), "w", format="mp4") as dst:
-        stream = src.streams.video[0]
-        out = dst.add_stream_from_template(stream)
-        for packet in src.demux(stream):
-            if packet.dts is not None:
-                packet.stream = out
-                dst.mux(packet)
-    data = full.read_bytes()
-    full.unlink()
-    path.write_bytes(data[: int(len(data) * keep)])
-    return path
+    return _remux_cut(source, path, keep, {})
 
 
 def zero_sample_video(path: str | Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +21,13 @@ from rekolab import testing as t
 from rekolab.testing import validate_response
 
 from conftest import MEDIA, MODELS, module_env, need
+from test_bad_input import _wav
 
 HAMILTON = MEDIA / "video" / "short_hamilton_clip.mp4"
 TRAFFIC = MEDIA / "video" / "slow_traffic_small.mp4"
 
 IPE, S3, TOO_LARGE = "InvalidParameterException", "InvalidS3ObjectException", "VideoTooLargeException"
 FAILED, OK = "FAILED", "SUCCEEDED"
-
-
-def _wav(p: Path):
-    with wave.open(str(p), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x00\x00" * 8000)
 
 
 def _png(p: Path):
