@@ -20,11 +20,12 @@ from typing import Callable
 import pyarrow as pa
 from botocore.exceptions import ClientError
 
-from .errors import (ERROR_CODES, Exceptions, RekognitionError, ResourceNotFoundException,
+from .errors import (ERROR_CODES, Exceptions, InternalServerError, RekognitionError, ResourceNotFoundException,
                      UnsupportedOperationException, error_class)
 from .jobs import JobManager, JobRecord
 from .requests import GetRequest, parse_get, parse_start
 from .results import face_detection_items, make_token, read_token
+from .store import storage_message
 from .video import parse_buckets
 
 __all__ = ["Client", "client"]
@@ -120,6 +121,8 @@ class Client:
             if exc.operation_name == operation:
                 raise
             raise type(exc)(exc.message, operation) from None
+        except OSError as exc:  # the home's storage (disk full, read-only): a code, not a raw error
+            raise InternalServerError(storage_message(exc), operation) from None
         request_id = str(uuid.uuid4())
         return {**result, "ResponseMetadata": {
             "RequestId": request_id, "HTTPStatusCode": 200, "RetryAttempts": 0,

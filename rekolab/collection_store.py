@@ -8,10 +8,8 @@ Only :mod:`rekolab.collections`, :mod:`rekolab.users` and :mod:`rekolab.tags` us
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
-import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -32,7 +30,10 @@ _MANIFEST = "collection.json"
 
 def _root() -> Path:
     path = store.home() / "collections"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: readers find nothing there; writers fail when they write
+        pass
     return path
 
 
@@ -51,19 +52,10 @@ def _dir(collection_id: str) -> Path:
 
 @contextlib.contextmanager
 def _locked(collection_id: str, exclusive: bool) -> Iterator[None]:
-    """``fcntl.flock`` on the collection's lock file (works across processes and,
-    since each call opens its own file description, across threads)."""
-    locks = _root() / ".locks"
-    locks.mkdir(exist_ok=True)
-    fd = os.open(locks / (_folder_name(collection_id) + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    """``fcntl.flock`` on the collection's lock file (works across processes and
+    threads; a reader's shared lock works on a read-only home: see store.locked)."""
+    with store.locked(_root() / ".locks" / (_folder_name(collection_id) + ".lock"), exclusive):
         yield
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
 
 
 # ============================================================================ segments and views

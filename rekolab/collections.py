@@ -57,6 +57,7 @@ import shutil
 import time
 import uuid
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -249,23 +250,32 @@ def create_collection(collection_id: str, tags: dict | None = None, operation: s
             raise ResourceAlreadyExistsException(
                 f"The collection id: {collection_id} already exists.", operation or "rekolab")
         tmp = _root() / f".new-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        manifest = {
-            "CollectionId": collection_id,
-            "CollectionArn": collection_arn(collection_id),
-            "FaceModelVersion": version,
-            "IndexFacesModelVersion": index_faces_model_version(version),
-            "CreationTimestampMs": int(time.time() * 1000),
-            "Tags": dict(tags or {}),
-            "Dimension": None,
-            "Segments": [],
-            "FaceCount": 0,
-        }
-        store.atomic_write_json(tmp / _MANIFEST, manifest)
-        if folder.exists():  # a folder with no manifest: left by a crash; replace it
-            shutil.rmtree(folder, ignore_errors=True)
-        os.rename(tmp, folder)
-    return {"StatusCode": 200, "CollectionArn": manifest["CollectionArn"], "FaceModelVersion": version}
+        try:
+            _create_in(tmp, folder, collection_id, version, tags)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves nothing half-made
+            raise
+    return {"StatusCode": 200, "CollectionArn": collection_arn(collection_id), "FaceModelVersion": version}
+
+
+def _create_in(tmp: Path, folder: Path, collection_id: str, version: str, tags: dict | None) -> None:
+    """Write the new collection in ``tmp``, then rename it into place (atomic)."""
+    tmp.mkdir()
+    manifest = {
+        "CollectionId": collection_id,
+        "CollectionArn": collection_arn(collection_id),
+        "FaceModelVersion": version,
+        "IndexFacesModelVersion": index_faces_model_version(version),
+        "CreationTimestampMs": int(time.time() * 1000),
+        "Tags": dict(tags or {}),
+        "Dimension": None,
+        "Segments": [],
+        "FaceCount": 0,
+    }
+    store.atomic_write_json(tmp / _MANIFEST, manifest)
+    if folder.exists():  # a folder with no manifest: left by a crash; replace it
+        shutil.rmtree(folder, ignore_errors=True)
+    os.rename(tmp, folder)
 
 
 def describe_collection(collection_id: str, operation: str | None = None) -> dict:

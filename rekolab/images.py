@@ -31,6 +31,7 @@ __all__ = [
     "MAX_S3_IMAGE_BYTES",
     "MIN_IMAGE_PIXELS",
     "MAX_IMAGE_PIXELS",
+    "declared_size",
     "normalize_image_request",
     "read_image",
     "image_kind",
@@ -42,7 +43,11 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024        # Image.Bytes
 MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024    # Image.S3Object
 MIN_IMAGE_PIXELS = 80                    # minimum image height and width
 #: Maximum height and width, per operation (Developer Guide, "Guidelines and quotas").
-MAX_IMAGE_PIXELS = {"DetectLabels": 10_000, "DetectModerationLabels": 10_000}
+MAX_IMAGE_SIDE = {"DetectLabels": 10_000, "DetectModerationLabels": 10_000}
+#: The most pixels an image may *declare* (its PNG IHDR / JPEG SOF header), checked
+#: before decoding: a 748 KB PNG can declare 16000 x 16000 (768 MB decoded). 50 MP
+#: takes any camera photo (8K is 33 MP); over it -> ImageTooLargeException.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 def normalize_image_request(params: dict, operation: str, keys: tuple[str, ...] = ("Image",)) -> dict:
@@ -103,10 +108,13 @@ def _read_s3_image(s3: dict, buckets: dict[str, str], op: str) -> bytes:
         path = _inside_root(Path(buckets[bucket]), name, bucket)
     else:
         path = _fetch_s3(bucket, name, version)
-    if not path.is_file():
+    try:
+        is_file, size = path.is_file(), path.stat().st_size if path.is_file() else 0
+    except OSError:  # a name too long for the file system, a symlink loop: no such object
+        is_file = False
+    if not is_file:
         raise InvalidS3ObjectException(
             f"Unable to get object metadata from S3: {bucket}/{name} does not exist ({path})", op)
-    size = path.stat().st_size
     if size > MAX_S3_IMAGE_BYTES:
         raise ImageTooLargeException(
             f"Image size is too large: {bucket}/{name} is {size} bytes; the maximum from S3 is "
@@ -126,13 +134,70 @@ def image_kind(data: bytes) -> str | None:
     return None
 
 
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a PNG's IHDR or a JPEG's SOF header declares, without decoding;
+    None when the header is not there (truncated, or another format)."""
+    import struct
+
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        return struct.unpack(">II", data[16:24])
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+            if i + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return width, height
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def check_declared_size(data: bytes, operation: str | None = None) -> None:
+    """Refuse, before decoding, an image whose header declares more than
+    :data:`MAX_IMAGE_PIXELS` (``ImageTooLargeException``) or no pixels at all."""
+    size = declared_size(data)
+    if size is None:
+        return
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise InvalidImageFormatException(
+            f"Request has invalid image format: its header declares {width}x{height} pixels",
+            operation or "rekolab")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLargeException(
+            f"Image size is too large: the image declares {width}x{height} pixels "
+            f"({width * height / 1e6:.0f} MP); the maximum is {MAX_IMAGE_PIXELS / 1e6:.0f} MP. "
+            "Downscale it", operation or "rekolab")
+
+
 def decode_image(data: bytes, source: str = "the image", operation: str | None = None) -> np.ndarray:
     """BGR uint8 image from encoded bytes (any format OpenCV reads), or
-    ``InvalidImageFormatException``."""
+    ``InvalidImageFormatException`` (``ImageTooLargeException`` when its header
+    declares more than :data:`MAX_IMAGE_PIXELS`)."""
     from .models import require
 
     cv2 = require("cv2", "video")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    check_declared_size(data, operation)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    except cv2.error:  # OpenCV's own limits (e.g. CV_IO_MAX_IMAGE_PIXELS) or a broken file
+        img = None
     if img is None or img.size == 0:
         raise InvalidImageFormatException(
             f"Request has invalid image format: {source} could not be decoded as an image "
@@ -153,7 +218,7 @@ def load_image(image: dict, buckets: dict[str, str], operation: str | None = Non
     if h < MIN_IMAGE_PIXELS or w < MIN_IMAGE_PIXELS:
         raise InvalidParameterException(
             f"The image is {w}x{h} pixels; height and width must be at least {MIN_IMAGE_PIXELS} pixels", op)
-    most = MAX_IMAGE_PIXELS.get(op)
+    most = MAX_IMAGE_SIDE.get(op)
     if most is not None and (h > most or w > most):
         raise ImageTooLargeException(
             f"Image size is too large: the image is {w}x{h} pixels; {op} takes at most {most} pixels in "

@@ -3,15 +3,23 @@
 * **Start** checks ``ClientRequestToken`` idempotency first (same operation, token
   and parameters -> the same JobId, no re-run, no second notification; other
   parameters -> ``IdempotentParameterMismatchException``), then resolves and probes
-  the video (bad input raises at once), then the open-job limit
-  (``LimitExceededException``; default 20, ``REKOLAB_MAX_JOBS``), then queues the
-  job on a small worker pool (``REKOLAB_WORKERS``, default 1: the models use every
-  core already). A queued job is IN_PROGRESS, as in Rekognition.
+  the video (bad input raises at once: the first frame is decoded), then, holding
+  the home's start lock (one Start at a time across every process on the home),
+  checks the token again and the open-job limit (``LimitExceededException``; default
+  20, ``REKOLAB_MAX_JOBS``), counted per home over every live process's queued and
+  running jobs, and writes the job's files. So 4 processes sending one token get one
+  JobId and one run. The job then queues on a small worker pool
+  (``REKOLAB_WORKERS``, default 1: the models use every core already). A queued job
+  is IN_PROGRESS, as in Rekognition. A storage failure at Start
+  (disk full, read-only home) raises ``InternalServerError`` naming the cause and
+  leaves no half-made job folder.
 * **Run** decodes sampled frames on a prefetch thread, runs the operation's
   analyzer batch by batch, and streams RecordBatches into a parquet file (an
   analyzer with a ``finalize(table)`` method then rewrites it once, for decisions
   that need the whole job) that is renamed into place only when complete: the job's results are one Arrow table,
-  written atomically. Any failure ends the job FAILED with a StatusMessage.
+  written atomically. Any failure ends the job FAILED with a StatusMessage (a
+  truncated video, a full disk: the real cause; a final state the home cannot take
+  yet is answered from memory until it can).
 * **Notify**: when a job ends, the SNS-shaped message ``{JobId, Status, API,
   JobTag, Timestamp, Video{S3ObjectName, S3Bucket}}`` goes to the Python callbacks
   subscribed to its ``NotificationChannel.SNSTopicArn`` (or to all topics).
@@ -20,10 +28,12 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 import weakref
@@ -38,10 +48,10 @@ import pyarrow.parquet as pq
 
 from . import store
 from .errors import (IdempotentParameterMismatchException, InvalidParameterException,
-                     LimitExceededException, ResourceNotFoundException)
+                     LimitExceededException, RekognitionError, ResourceNotFoundException)
 from .executors.work import finalize_table, stream_analysis
 from .requests import StartRequest
-from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, probe, resolve_video
+from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, VideoMetadata, check_decodable, probe, resolve_video
 from .video import plan as plan_decode
 
 __all__ = ["JobManager", "JobRecord", "TOKEN_TTL_S", "DEFAULT_MAX_JOBS"]
@@ -52,6 +62,10 @@ DEFAULT_MAX_JOBS = 20
 TOKEN_TTL_S = 7 * 24 * 3600  # ClientRequestToken and results live 7 days in Rekognition
 def _jobs_dir() -> Path:
     return store.home() / "jobs"
+
+
+def _open_dir(home: Path) -> Path:
+    return home / "jobs" / ".open"
 
 
 def _proc_start(pid: int) -> str | None:
@@ -208,36 +222,77 @@ class JobManager:
 
     # -- start -----------------------------------------------------------------------
     def start(self, request: StartRequest, token: str | None, buckets: dict[str, str]) -> str:
+        """Start a job; the same ``token`` and parameters from any process of this home
+        give the one JobId of the one job that runs."""
         if token is not None:
-            with self._lock:
-                existing = self._check_token(request, token)
+            existing = self._check_token(request, token)
             if existing is not None:
                 return existing
         # Resolving may download from S3 and probing reads the file: not under the lock.
         video = resolve_video(request.video, buckets)
         metadata = probe(video.path)
-        with self._lock:
-            if token is not None:  # a twin request may have started meanwhile
-                existing = self._check_token(request, token)
-                if existing is not None:
-                    return existing
-            open_jobs = sum(1 for r in self._running.values() if not r.done.is_set())
-            if open_jobs >= self.max_concurrent_jobs:
-                raise LimitExceededException(
-                    f"{open_jobs} open Jobs for User rekolab Maximum limit: {self.max_concurrent_jobs}",
-                    request.operation)
-            job_id = secrets.token_hex(32)
-            record = JobRecord(job_id=job_id, operation=request.operation, request=request.params,
-                               video_metadata=metadata.to_dict(), created_ms=int(time.time() * 1000),
-                               owner=_OWNER, home=str(store.home()))
-            record.save()
-            if token is not None:
-                store.atomic_write_json(self._token_path(request.operation, token), {
-                    "fingerprint": request.fingerprint, "job_id": job_id, "created": time.time()})
-            running = _Running(record.home)
-            self._running[job_id] = running
+        check_decodable(video.path, metadata)
+        home = store.home()
+        job_id = secrets.token_hex(32)
+        record = JobRecord(job_id=job_id, operation=request.operation, request=request.params,
+                           video_metadata=metadata.to_dict(), created_ms=int(time.time() * 1000),
+                           owner=_OWNER, home=str(home))
+        try:
+            # One Start at a time per home (every process): the token check, the
+            # open-job count and the new job's files are one atomic step.
+            with store.storage_errors(request.operation), store.locked(home / "jobs" / ".start.lock"):
+                if token is not None:  # a twin request may have started meanwhile
+                    existing = self._check_token(request, token)
+                    if existing is not None:
+                        return existing
+                open_jobs = self._open_jobs(home)
+                if open_jobs >= self.max_concurrent_jobs:
+                    raise LimitExceededException(
+                        f"{open_jobs} open Jobs for User rekolab Maximum limit: {self.max_concurrent_jobs}",
+                        request.operation)
+                record.save()
+                store.atomic_write_json(_open_dir(home) / job_id, {"owner": _OWNER})
+                if token is not None:
+                    store.atomic_write_json(self._token_path(request.operation, token), {
+                        "fingerprint": request.fingerprint, "job_id": job_id, "created": time.time()})
+                running = _Running(record.home)
+                with self._lock:
+                    self._running[job_id] = running
+        except BaseException:
+            if job_id not in self._running:  # half-made: leave nothing behind
+                shutil.rmtree(record.path, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    (_open_dir(home) / job_id).unlink(missing_ok=True)
+            raise
         self._executor.submit(self._run, record, video, running)
         return job_id
+
+    def _open_jobs(self, home: Path) -> int:
+        """Open (queued or running) jobs of every live process on ``home``; markers
+        of jobs whose process died are removed."""
+        count = 0
+        folder = _open_dir(home)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            if name.startswith("."):
+                continue
+            mine = self._running.get(name)
+            if mine is not None:
+                count += not mine.done.is_set()
+                continue
+            try:
+                owner = store.read_json(folder / name).get("owner", {})
+            except (OSError, ValueError):
+                continue  # being written or removed right now
+            if _owner_alive(owner):
+                count += 1
+            else:
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink()
+        return count
 
     @staticmethod
     def _token_path(operation: str, token: str) -> Path:
@@ -268,7 +323,8 @@ class JobManager:
             # detection: every frame) plans its own decode, before it says what ran.
             own_plan = getattr(analyzer, "decode_plan", None)
             plan = (own_plan(video.path) if own_plan is not None
-                    else plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE))
+                    else plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE,
+                                     VideoMetadata.from_dict(record.video_metadata)))
             record.models = analyzer.models()
             running.total = len(plan)
             record.sampled_frames = len(plan)
@@ -302,6 +358,11 @@ class JobManager:
             record.status, record.status_message = "FAILED", str(exc)
         except VideoDecodeError as exc:
             record.status, record.status_message = "FAILED", f"Video decoding failed: {exc}"
+        except RekognitionError as exc:
+            record.status, record.status_message = "FAILED", f"{exc.code}: {exc.message}"
+        except OSError as exc:
+            log.warning("job %s failed on storage: %s", record.job_id, exc)
+            record.status, record.status_message = "FAILED", store.storage_message(exc)
         except Exception as exc:
             log.exception("job %s failed", record.job_id)
             record.status = "FAILED"
@@ -309,25 +370,39 @@ class JobManager:
         finally:
             try:
                 if record.status != "SUCCEEDED":
-                    tmp.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        tmp.unlink(missing_ok=True)
                 record.completed_ms = int(time.time() * 1000)
-                record.save()
-            finally:  # whatever happens above, waiters must wake up
-                running.done.set()
-                self._running.pop(record.job_id, None)
-                self._notify(record, video)
+                _save_final(record)
+            finally:
+                try:
+                    with contextlib.suppress(OSError):
+                        (_open_dir(Path(record.home)) / record.job_id).unlink(missing_ok=True)
+                    self._notify(record, video)  # before waiters wake: they may look for it
+                finally:  # whatever happens above, waiters must wake up
+                    running.done.set()
+                    self._running.pop(record.job_id, None)
 
     # -- read ------------------------------------------------------------------------
     def record(self, job_id: str) -> JobRecord:
         """The job's record; a job whose owner process died reads FAILED."""
         record = JobRecord.load(job_id)
-        if record.status == "IN_PROGRESS" and job_id not in self._running and not _owner_alive(record.owner):
+        if record.status != "IN_PROGRESS" or job_id in self._running:
+            return record
+        unsaved = _UNSAVED.get((record.home, job_id))
+        if unsaved is not None:  # ended here, but its home could not be written then
+            _save_final(unsaved)
+            return unsaved
+        if not _owner_alive(record.owner):
             record.status = "FAILED"
             record.status_message = (f"Job interrupted: the process that ran it (pid "
                                      f"{record.owner.get('pid')}) exited before it finished")
             record.completed_ms = int(time.time() * 1000)
-            (record.path / "results.parquet.part").unlink(missing_ok=True)
-            record.save()
+            try:
+                (record.path / "results.parquet.part").unlink(missing_ok=True)
+                record.save()
+            except OSError as exc:  # a read-only home still answers
+                log.info("job %s: cannot record the interruption: %s", job_id, exc)
         return record
 
     def table(self, job_id: str, view: str = "",
@@ -375,11 +450,28 @@ class JobManager:
         finally:
             if on_progress is not None and on_progress in running.listeners:
                 running.listeners.remove(on_progress)
-        return JobRecord.load(job_id, running.home)
+        return _UNSAVED.get((running.home, job_id)) or JobRecord.load(job_id, running.home)
 
     def progress(self, job_id: str) -> tuple[int, int]:
         running = self._running.get(job_id)
         return (running.completed, running.total) if running else (0, 0)
+
+
+# Final records this process could not write (disk full, read-only home): what
+# Get* answers until a later write succeeds, so the real cause is never lost.
+_UNSAVED: dict[tuple[str, str], JobRecord] = {}
+
+
+def _save_final(record: JobRecord) -> None:
+    key = (record.home, record.job_id)
+    try:
+        record.save()
+    except OSError as exc:
+        log.warning("job %s ended %s but its record cannot be written: %s",
+                    record.job_id, record.status, exc)
+        _UNSAVED[key] = record
+    else:
+        _UNSAVED.pop(key, None)
 
 
 def _owner_alive(owner: dict) -> bool:

@@ -17,6 +17,16 @@ rate, time base ``1/fps_den``-exact), so tests can assert decoding exactly:
   together at known frames (segment detection: every cut, black run and bars
   span is known exactly); :func:`color_bars` renders SMPTE or EBU bars and
   :func:`draw_text` writes text with OpenCV's fonts (text detection).
+
+Recipes for bad and unusual input (the bad-input corpus, ``tests/test_corpus.py``):
+
+* :func:`encoded_video` — any encoder PyAV has (HEVC, VP9/WebM, AV1, MJPEG, MPEG-TS,
+  10-bit H.264, odd sizes), optional rotation (display matrix) and frame times (VFR).
+* :func:`moov_truncated_video` — index (moov) at the end, the file cut before it.
+* :func:`zero_sample_video` — a video track with no samples next to an audio track.
+* :func:`audio_only` — an AAC track and nothing else, under any name.
+* :func:`corrupt_video` — a real clip with a stretch of its middle overwritten.
+* :func:`png_declaring` — a small PNG whose header declares any width x height.
 """
 from __future__ import annotations
 
@@ -27,16 +37,19 @@ from typing import Iterable
 import numpy as np
 
 __all__ = ["write_video", "numbered_video", "read_frame_number", "still_video", "looped_video",
-           "truncated_video", "spliced_video", "color_bars", "draw_text", "clip_frames", "all_pages",
-           "validate_response", "body"]
+           "truncated_video", "spliced_video", "color_bars", "draw_text", "clip_frames", "encoded_video",
+           "moov_truncated_video", "zero_sample_video", "audio_only", "corrupt_video", "png_declaring",
+           "all_pages", "validate_response", "body"]
 
 _BITS = 16
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fraction = 25,
-                crf: int = 18, gop: int | None = None) -> Path:
+                crf: int = 18, gop: int | None = None, rotation: int | None = None) -> Path:
     """Encode RGB uint8 frames (H, W, 3; even H and W) to an H.264 MP4
-    (a keyframe every ``gop`` frames when given, else x264's default 250)."""
+    (a keyframe every ``gop`` frames when given, else x264's default 250);
+    ``rotation``: a display matrix turning the stored frames that many degrees
+    counter-clockwise for display, as phones record portrait video."""
     import av
 
     path = Path(path)
@@ -52,6 +65,8 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fra
                 stream.options = {"crf": str(crf), "preset": "veryfast"}
                 if gop:
                     stream.options = {**stream.options, "g": str(gop), "keyint_min": str(gop)}
+                if rotation is not None:
+                    stream.set_display_rotation(rotation)
             frame = np.ascontiguousarray(frame[: stream.height, : stream.width])
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -120,11 +135,16 @@ def looped_video(source: str | Path, path: str | Path, times: int) -> Path:
 def truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> Path:
     """``source``'s video stream remuxed with ``movflags=faststart`` (index first),
     then cut to ``keep`` of its bytes: an over-reported frame count, as in decord#373."""
+    return _remux_cut(source, path, keep, {"movflags": "faststart"})
+
+
+def _remux_cut(source: str | Path, path: str | Path, keep: float, options: dict) -> Path:
+    """``source``'s video stream remuxed to MP4 with muxer ``options``, cut to ``keep``."""
     import av
 
     path = Path(path)
     full = path.with_name(path.stem + ".full" + path.suffix)
-    with av.open(str(source)) as src, av.open(str(full), "w", options={"movflags": "faststart"}) as dst:
+    with av.open(str(source)) as src, av.open(str(full), "w", format="mp4", options=options) as dst:
         stream = src.streams.video[0]
         out = dst.add_stream_from_template(stream)
         for packet in src.demux(stream):
@@ -238,6 +258,111 @@ def spliced_video(path: str | Path, parts: list[tuple], size: tuple[int, int] = 
             raise ValueError(f"unknown part {kind!r}")
     write_video(path, frames, fps, crf=18)
     return starts
+
+
+def encoded_video(path: str | Path, codec: str = "libx264", size: tuple[int, int] = (96, 64),
+                  frames: int = 5, fps: int = 25, pix_fmt: str = "yuv420p", fmt: str | None = None,
+                  options: dict | None = None, rotation: int | None = None,
+                  pts: list[int] | None = None) -> Path:
+    """``frames`` frames of a moving gradient through encoder ``codec`` (a PyAV name:
+    libx264, libx265, libvpx-vp9, libsvtav1, mjpeg, mpeg2video), muxed as ``fmt``
+    (default from the suffix). ``rotation``: a display matrix (degrees counter-clockwise);
+    ``pts``: each frame's time in units of 1/``fps`` s (variable frame rate)."""
+    import av
+
+    path = Path(path)
+    w, h = size
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        if options:
+            stream.options = dict(options)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        if pts is not None:
+            stream.codec_context.time_base = Fraction(1, fps)
+        y, x = np.mgrid[0:h, 0:w]
+        for i in range(frames):
+            img = np.stack([(x * 4 + i * 9) % 256, (y * 4) % 256, np.full_like(x, 40 * i % 256)], -1)
+            frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def moov_truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> Path:
+    """``source`` remuxed with its index (moov) at the end, then cut to ``keep`` of
+    its bytes: the index is lost, no frame can be located."""
+    return _remux_cut(source, path, keep, {})
+
+
+def zero_sample_video(path: str | Path) -> Path:
+    """A Matroska file whose H.264 video track has no samples (an audio track has some)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w", format="matroska") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        _add_silence(container)
+        for packet in video.encode():
+            container.mux(packet)
+    return path
+
+
+def _add_silence(container, seconds: float = 1.0) -> None:
+    import av
+
+    audio = container.add_stream("aac", rate=8000)
+    for i in range(int(seconds * 8000 / 1024) + 1):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 8000, i * 1024
+        for packet in audio.encode(frame):
+            container.mux(packet)
+    for packet in audio.encode():
+        container.mux(packet)
+
+
+def audio_only(path: str | Path, fmt: str = "mp4") -> Path:
+    """One second of AAC silence and no video stream, muxed as ``fmt``."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w", format=fmt) as container:
+        _add_silence(container)
+    return path
+
+
+def corrupt_video(source: str | Path, path: str | Path, at: float = 0.5, length: int = 4096,
+                  seed: int = 0) -> Path:
+    """``source`` with ``length`` bytes at ``at`` (a fraction of its size) replaced by
+    seeded random bytes."""
+    data = bytearray(Path(source).read_bytes())
+    start = int(len(data) * at)
+    data[start:start + length] = np.random.default_rng(seed).integers(0, 256, length, np.uint8).tobytes()
+    path = Path(path)
+    path.write_bytes(bytes(data[: len(data)]))
+    return path
+
+
+def png_declaring(path: str | Path | None, width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares ``width`` x ``height`` (RGB, 8 bit) but whose data is a
+    few bytes: what a decompression bomb's header looks like. Written to ``path`` if given."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
 
 
 def all_pages(get, operation: str, **kwargs) -> list[dict]:

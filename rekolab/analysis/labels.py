@@ -52,6 +52,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pyarrow as pa
 
+from .. import models as _models
 from ..errors import InvalidParameterException
 from ..results.labels import LABELS_SCHEMA
 from ..video import FrameBatch
@@ -408,6 +409,7 @@ def clip_spec(params: dict):
 
 _CLIP_LOCK = threading.Lock()
 _CLIP_MODELS: dict[tuple, Any] = {}
+_models.on_release(_CLIP_MODELS.clear)  # torch modules: released before exit
 
 
 def _load_file(spec, path: Path):

@@ -15,6 +15,7 @@ Heavy libraries (onnxruntime, insightface, torch) are imported here, lazily.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import threading
@@ -29,6 +30,8 @@ __all__ = [
     "has_cuda",
     "torch_cuda",
     "require",
+    "on_release",
+    "release_models",
 ]
 
 
@@ -132,3 +135,34 @@ def onnx_session(path: str | os.PathLike):
     """One shared onnxruntime session per model file and provider list."""
     with _session_lock:
         return _cached_session(str(Path(path).resolve()), tuple(onnx_providers()))
+
+
+# -- native resources are released before the interpreter exits -------------------------------
+_RELEASERS: list = []
+
+
+def on_release(callback) -> None:
+    """Register ``callback()`` to drop a cache of native models (onnxruntime sessions,
+    torch modules, decoders) in :func:`release_models`."""
+    _RELEASERS.append(callback)
+
+
+def release_models() -> None:
+    """Drop every cached model and collect it now, while the interpreter is whole.
+
+    Runs at exit: a session left to interpreter teardown can be destroyed after the
+    C++ runtime's own statics, with its worker threads still joinable; that aborts the
+    process ("terminate called without an active exception", SIGABRT) after its work
+    was written. Models load again on next use."""
+    import gc
+
+    for callback in list(_RELEASERS):
+        try:
+            callback()
+        except Exception:  # never let one cache stop the others from being released
+            pass
+    gc.collect()
+
+
+on_release(_cached_session.cache_clear)
+atexit.register(release_models)

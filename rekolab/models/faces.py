@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import model_dir, onnx_providers, require, session_options
+from . import model_dir, on_release, onnx_providers, require, session_options
 
 __all__ = ["FacePack", "face_pack", "resolve_pack_dir", "DEFAULT_PACK", "similarity", "cosine_for_similarity"]
 
@@ -181,6 +181,9 @@ def _load(name: str, folder: str | None) -> FacePack:
     attributes = FaceAttributeModels.discover(Path(folder) if folder else None)
     return FacePack(name=name, folder=Path(folder) if folder else None, analysis=analysis,
                     attributes=attributes)
+
+
+on_release(_load.cache_clear)
 
 
 def face_pack(pack: str | os.PathLike | None = None) -> FacePack:

@@ -36,14 +36,22 @@ def _key() -> bytes:
     # fails if another process got there first, and nobody ever reads a file that
     # exists but is not yet written. Everyone then uses the key on disk.
     tmp = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
-    tmp.write_bytes(secrets.token_bytes(32))
-    os.chmod(tmp, 0o600)
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
+        tmp.write_bytes(secrets.token_bytes(32))
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError:
+        # A home that cannot be written (read-only volume, full disk) still pages:
+        # the key is derived from the home itself, the same in every process reading
+        # it. Such tokens still name their job and options; they are not secret.
+        home = path.parent
+        st = os.stat(home)
+        return hashlib.sha256(f"rekolab-read-only-home\0{home}\0{st.st_dev}\0{st.st_ino}".encode()).digest()
     return path.read_bytes()
 
 

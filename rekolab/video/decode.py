@@ -1,8 +1,11 @@
 """Probe a video's metadata and decode sampled frames in batches.
 
-* :func:`probe` reads the container with PyAV (FFmpeg): ``VideoMetadata`` uses
-  FFmpeg's names, as Rekognition shows them (``Format: "QuickTime / MOV"``,
-  ``Codec: "h264"``).
+* :func:`probe` (from :mod:`.container`) reads the container with PyAV (FFmpeg) and
+  decodes its first frame: ``VideoMetadata`` uses FFmpeg's names, as Rekognition
+  shows them (``Format: "QuickTime / MOV"``, ``Codec: "h264"``), and the displayed
+  (rotated) frame size.
+* :func:`plan` refuses a file that holds fewer frames than its container declares
+  (truncated), then opens decord at a bounded resolution (:func:`decode_size`).
 * :func:`iter_batches` decodes with decord (the ``decord2`` distribution) on a
   background prefetch thread, yielding :class:`FrameBatch` objects of at most
   ``batch_size`` frames; at most ``prefetch`` batches wait in the queue, so memory
@@ -21,20 +24,20 @@ with fewer frames per second than that is analysed frame by frame.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import InvalidParameterException, VideoTooLargeException
 from ..models import require
+from .container import MAX_DURATION_MS, PacketScan, VideoMetadata, probe, scan_packets
 
 __all__ = [
     "DEFAULT_SAMPLE_RATE",
@@ -47,45 +50,31 @@ __all__ = [
     "iter_batches",
     "plan",
     "DecodePlan",
+    "MAX_DECODE_PIXELS",
+    "decode_size",
+    "check_decodable",
 ]
+
+log = logging.getLogger("rekolab.video")
 
 DEFAULT_SAMPLE_RATE = 5.0
 #: A decoder that produces nothing for this long is declared stalled (decord#373:
 #: get_batch can spin forever on files whose frame count is over-reported).
 STALL_TIMEOUT_S = float(120)
-MAX_DURATION_MS = 6 * 3600 * 1000
+#: Frames are decoded at most this many pixels (720p's count), scaled with their
+#: aspect ratio kept: decord resizes while decoding, so the frames of a 4096x4096
+#: video cost what 960x960 ones do and memory stays bounded by the batch size
+#: whatever the frame size. The models need less: the face detector runs at 640 px,
+#: embeddings on 112 px crops, CLIP at 224 px. Boxes are ratios of the frame, and
+#: ``VideoMetadata`` keeps the real size.
+MAX_DECODE_PIXELS = 1280 * 720
+#: decord2 3.4 returns mis-shaped arrays (4 or 6 "channels") for some output widths
+#: under 74 px (16, 24, 48, 72, ...): narrower frames are decoded upscaled to this width.
+_MIN_DECODE_WIDTH = 80
 
 
 class VideoDecodeError(RuntimeError):
     """Decoding failed part-way (truncated or corrupt data); ends the job FAILED."""
-
-
-@dataclass(frozen=True)
-class VideoMetadata:
-    codec: str
-    duration_ms: int
-    format: str
-    frame_rate: float
-    frame_height: int
-    frame_width: int
-    color_range: str  # "FULL" | "LIMITED"
-
-    def to_dict(self) -> dict:
-        """Rekognition's ``VideoMetadata`` shape."""
-        return {
-            "Codec": self.codec,
-            "DurationMillis": self.duration_ms,
-            "Format": self.format,
-            "FrameRate": self.frame_rate,
-            "FrameHeight": self.frame_height,
-            "FrameWidth": self.frame_width,
-            "ColorRange": self.color_range,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VideoMetadata":
-        return cls(d["Codec"], d["DurationMillis"], d["Format"], d["FrameRate"],
-                   d["FrameHeight"], d["FrameWidth"], d["ColorRange"])
 
 
 @dataclass(frozen=True, repr=False)
@@ -111,62 +100,6 @@ class FrameBatch:
         ts = self.timestamps_ms
         span = f"{ts[0]}..{ts[-1]} ms" if len(ts) else "empty"
         return f"FrameBatch({len(self)} frames {self.frames.shape[1]}x{self.frames.shape[2]}, {span})"
-
-
-def probe(path: str | Path) -> VideoMetadata:
-    """Read ``VideoMetadata`` from the container; bad files raise Rekognition errors."""
-    av = require("av", "video")
-    try:
-        container = av.open(str(path))
-    except Exception as exc:
-        raise InvalidParameterException(
-            f"{Path(path).name} is not a readable video file (FFmpeg: {exc}); "
-            "give an MP4/MOV (H.264) or another FFmpeg-readable video") from None
-    try:
-        fmt = container.format.name
-        if fmt == "image2" or fmt.endswith("_pipe"):
-            raise InvalidParameterException(
-                f"{Path(path).name} is a still image ({container.format.long_name}), not a video")
-        if not container.streams.video:
-            raise InvalidParameterException(
-                f"{Path(path).name} has no video stream; give a video file")
-        stream = container.streams.video[0]
-        ctx = stream.codec_context
-        if stream.average_rate:
-            rate = float(stream.average_rate)
-        elif stream.guessed_rate:
-            rate = float(stream.guessed_rate)
-        else:
-            rate = 0.0
-        if stream.duration is not None and stream.time_base is not None:
-            duration_ms = int(stream.duration * Fraction(stream.time_base) * 1000)
-        elif container.duration is not None:
-            duration_ms = int(container.duration / 1000)  # container.duration is in µs
-        else:
-            duration_ms = 0
-        width, height = int(ctx.width or 0), int(ctx.height or 0)
-        if width <= 0 or height <= 0 or not ctx.name:
-            raise InvalidParameterException(
-                f"{Path(path).name}: the video stream has no decodable frames (codec "
-                f"{ctx.name or 'unknown'}, {width}x{height})")
-        # FFmpeg AVCOL_RANGE: 2 = JPEG (full); 1 = MPEG (limited); 0 = unspecified,
-        # which decoders treat as limited for YUV video.
-        color_range = "FULL" if int(getattr(ctx, "color_range", 0) or 0) == 2 else "LIMITED"
-        meta = VideoMetadata(
-            codec=ctx.name,
-            duration_ms=duration_ms,
-            format=container.format.long_name,
-            frame_rate=round(rate, 6),
-            frame_height=height,
-            frame_width=width,
-            color_range=color_range,
-        )
-    finally:
-        container.close()
-    if meta.duration_ms > MAX_DURATION_MS:
-        raise VideoTooLargeException(
-            f"Video duration {meta.duration_ms} ms is more than the maximum duration of 6 hours.")
-    return meta
 
 
 def sample_indices(frame_starts_s: np.ndarray, sample_rate: float) -> np.ndarray:
@@ -204,15 +137,31 @@ def _import_decord():
             del sys.modules["nvidia"]
 
 
-def _open_reader(path: Path):
+def decode_size(width: int, height: int) -> tuple[int, int]:
+    """The (width, height) frames of a ``width`` x ``height`` (displayed) video are
+    decoded at: at most :data:`MAX_DECODE_PIXELS`, at least ``_MIN_DECODE_WIDTH``
+    wide, the aspect ratio kept, even sides."""
+    scale = min(1.0, math.sqrt(MAX_DECODE_PIXELS / max(width * height, 1)))
+    if width * scale < _MIN_DECODE_WIDTH:
+        scale = _MIN_DECODE_WIDTH / width
+    if scale == 1.0:
+        return width, height
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
+def _open_reader(path: Path, size: tuple[int, int] | None = None):
+    """decord's reader for ``path``, decoding at ``size`` (width, height as displayed)."""
     decord = _import_decord()
+    width, height = size or (-1, -1)
     try:
         # One decoding thread by default (the models use the cores); REKOLAB_DECODE_THREADS
         # raises it where decoding is the bound (a GPU machine, docs/performance.md).
         threads = int(os.environ.get("REKOLAB_DECODE_THREADS") or 1)
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads)
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads, width=width, height=height)
     except Exception as exc:
-        raise VideoDecodeError(f"decord could not open the video: {exc}") from None
+        log.info("decord could not open %s: %r", path, exc)
+        raise VideoDecodeError("the decoder could not open the video (its data is corrupt or in a "
+                               "format the decoder does not support)") from None
 
 
 @dataclass(frozen=True, repr=False)
@@ -237,21 +186,53 @@ class DecodePlan:
         return _prefetch(self.reader, self.indices, self.timestamps_ms, batch_size, prefetch, stop)
 
 
-def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE) -> DecodePlan:
-    """Open ``path`` and choose the frames to decode."""
+def check_decodable(path: str | Path, metadata: VideoMetadata) -> None:
+    """At Start: the frame decoder (decord) must open the file and return its first
+    frame at the planned size, or the request is refused in words. (decord cannot
+    seek in some containers FFmpeg demuxes, e.g. MPEG-TS.)"""
+    from ..errors import InvalidParameterException
+
+    path = Path(path)
+    size = decode_size(metadata.frame_width, metadata.frame_height)
+    try:
+        reader = _open_reader(path, size)
+        frame = reader.get_batch([0]).asnumpy()
+        del reader
+    except Exception as exc:
+        log.info("decord cannot decode %s: %r", path, exc)
+        frame = None
+    if frame is None or frame.shape != (1, size[1], size[0], 3):
+        raise InvalidParameterException(
+            f"{path.name}: rekolab's frame decoder cannot read this {metadata.format} file "
+            f"({metadata.codec}); remux it to MP4, e.g. ffmpeg -i {path.name!r} -c copy out.mp4")
+
+
+def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE,
+         metadata: VideoMetadata | None = None) -> DecodePlan:
+    """Open ``path`` and choose the frames to decode.
+
+    Raises :class:`VideoDecodeError` when the file holds less than its container
+    declares (see :meth:`PacketScan.missing`): decided from the demuxed packets, so
+    the same file gives the same answer on every run."""
     if not (sample_rate > 0 and math.isfinite(sample_rate)):
         raise ValueError("sample_rate must be a positive number of frames per second")
-    reader = _open_reader(Path(path))
+    path = Path(path)
+    meta = metadata or probe(path)
+    scan = scan_packets(path)
+    missing = scan.missing()
+    if missing is not None:
+        raise VideoDecodeError(missing)
+    reader = _open_reader(path, decode_size(meta.frame_width, meta.frame_height))
     n = len(reader)
     if n == 0:
         raise VideoDecodeError("the video has no frames")
     starts = reader.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64)
-    frame_ms = _exact_frame_ms(Path(path), starts)
+    frame_ms = _exact_frame_ms(path, starts, scan)
     indices = sample_indices(frame_ms / 1000.0, sample_rate)
     return DecodePlan(reader, indices, frame_ms[indices])
 
 
-def _exact_frame_ms(path: Path, decord_starts_s: np.ndarray) -> np.ndarray:
+def _exact_frame_ms(path: Path, decord_starts_s: np.ndarray, scan: PacketScan | None = None) -> np.ndarray:
     """Each frame's PTS in whole ms (rounded down) from the first frame.
 
     decord reports float32 seconds: 16.3 s reads 16.299999 and, at 6 hours, the
@@ -259,23 +240,17 @@ def _exact_frame_ms(path: Path, decord_starts_s: np.ndarray) -> np.ndarray:
     is read with PyAV's demuxer (no decoding) and used when it agrees with decord's
     index (same count, within 5 ms); otherwise decord's times, rounded to 0.1 ms
     first, are used."""
-    av = require("av", "video")
     n = len(decord_starts_s)
     fallback = np.floor(np.round(decord_starts_s * 1000.0, 1)).astype(np.int64)
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None and p.size)
-            start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
-            time_base = Fraction(stream.time_base)
-    except Exception:
+    if scan is None:
+        try:
+            scan = scan_packets(path)
+        except Exception:
+            return fallback
+    if len(scan.pts) != n:
         return fallback
-    if len(pts) != n:
-        return fallback
-    # Exact integer arithmetic: (pts - start) * num * 1000 // den.
-    ms = np.array([(p - start) * time_base.numerator * 1000 // time_base.denominator for p in pts],
-                  dtype=np.int64)
-    if np.max(np.abs(ms - decord_starts_s * 1000.0)) > 5:
+    ms = np.array(scan.ms(), dtype=np.int64)
+    if n and np.max(np.abs(ms - decord_starts_s * 1000.0)) > 5:
         return fallback
     return ms
 
@@ -315,16 +290,20 @@ def _prefetch(reader, indices, timestamps_ms, batch_size, prefetch, stop) -> Ite
                 if stop.is_set():
                     return
                 idx = indices[start:start + batch_size]
+                span = timestamps_ms[start:start + batch_size]
+                where = (f"{int(span[0])} ms" if len(span) == 1
+                         else f"the frames between {int(span[0])} and {int(span[-1])} ms")
                 try:
                     frames = reader.get_batch(idx.tolist()).asnumpy()
                 except Exception as exc:
+                    log.info("decord failed near %s: %r", where, exc)
                     raise VideoDecodeError(
-                        f"decoding failed at frame {int(idx[0])} "
-                        f"({int(timestamps_ms[start])} ms): {exc}") from None
-                if frames.shape[0] != len(idx):
+                        f"the video could not be decoded at {where}: its data is corrupt or "
+                        "cut off there") from None
+                if frames.shape[0] != len(idx) or frames.ndim != 4 or frames.shape[-1] != 3:
                     raise VideoDecodeError(
-                        f"the decoder returned {frames.shape[0]} frames for {len(idx)} requested "
-                        f"near {int(timestamps_ms[start])} ms: the file is truncated or corrupt")
+                        f"the decoder returned {tuple(frames.shape)} for {len(idx)} frames near "
+                        f"{where}: the file is truncated or corrupt there")
                 nxt = start + batch_size
                 if nxt < len(indices):
                     # decord's threaded decoder keeps decoding ahead while the models

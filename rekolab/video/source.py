@@ -16,11 +16,12 @@ Accepted forms (the request layer has already checked their shapes):
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import store
 from ..errors import InvalidParameterException, InvalidS3ObjectException, VideoTooLargeException
 
 __all__ = ["ResolvedVideo", "resolve_video", "parse_buckets", "MAX_VIDEO_BYTES"]
@@ -120,13 +121,16 @@ def _fetch_s3(bucket: str, key: str, version: str | None) -> Path:
 
 def _check_file(path: Path, bucket: str | None, name: str) -> ResolvedVideo:
     where = f"{bucket}/{name}" if bucket else str(name)
-    if not path.exists():
-        raise InvalidS3ObjectException(f"video not found: {where} ({path} does not exist)")
-    if not path.is_file():
+    try:
+        st = os.stat(path)  # follows symlinks; a loop is ELOOP, a FIFO is not a regular file
+    except OSError as exc:  # ENOENT, ENAMETOOLONG, ELOOP, ENOTDIR, EACCES: no such object here
+        reason = "does not exist" if exc.errno == errno.ENOENT else (exc.strerror or "cannot be read").lower()
+        raise InvalidS3ObjectException(f"video not found: {where} ({path.name[:80]}: {reason})") from None
+    if not stat.S_ISREG(st.st_mode):
         raise InvalidS3ObjectException(f"video {where} is not a file ({path})")
     if not os.access(path, os.R_OK):
         raise InvalidS3ObjectException(f"video {where} is not readable (permission denied on {path})")
-    size = path.stat().st_size
+    size = st.st_size
     if size == 0:
         raise InvalidParameterException(f"video {where} is empty (0 bytes); give a video file")
     if size > MAX_VIDEO_BYTES:

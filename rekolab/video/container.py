@@ -1,0 +1,226 @@
+"""What a video's container declares, read with PyAV (FFmpeg), before decord decodes it.
+
+* :func:`probe` — ``VideoMetadata`` at Start: the container must open, hold a video
+  stream and decode its first frame, at least :data:`MIN_FRAME_SIDE` pixels a side.
+  ``FrameWidth``/``FrameHeight`` are the size **as displayed**: a phone video stored
+  landscape with a 90° display matrix reports its portrait size (decord2 applies
+  the same rotation while decoding, so boxes are ratios of the displayed frame).
+* :func:`scan_packets` — every video packet's PTS (demuxing only, no decoding), and
+  :meth:`PacketScan.missing` — how much of what the container *declares* (its sample
+  table's frame count, the stream's duration) the file really holds. A file cut short
+  (``mdat`` truncated, the ``moov`` index intact) promises frames it no longer has;
+  a job on it ends FAILED saying how much is missing, the same on every run, instead
+  of succeeding with part of the video unanalysed.
+
+FFmpeg's and decord's own messages are logged, never shown: errors say in words
+what is wrong with the file.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from ..errors import InvalidParameterException, VideoTooLargeException
+from ..models import require
+
+__all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "probe", "scan_packets"]
+
+log = logging.getLogger("rekolab.video")
+
+#: Frames smaller than this (either side, as displayed) are refused at Start: no
+#: face or label is analysable there, and decord2 mis-shapes such frames.
+MIN_FRAME_SIDE = 32
+MAX_DURATION_MS = 6 * 3600 * 1000
+#: Packets read at Start looking for the first decodable frame (B-frame and
+#: frame-threading delays are a few packets; a stream that yields nothing after
+#: this many is not decodable).
+_PROBE_PACKETS = 64
+
+
+@dataclass(frozen=True)
+class VideoMetadata:
+    codec: str
+    duration_ms: int
+    format: str
+    frame_rate: float
+    frame_height: int  # as displayed (after the container's rotation)
+    frame_width: int
+    color_range: str  # "FULL" | "LIMITED"
+    rotation: int = 0  # degrees counter-clockwise the stored picture is turned for display
+
+    def to_dict(self) -> dict:
+        """Rekognition's ``VideoMetadata`` shape."""
+        return {
+            "Codec": self.codec,
+            "DurationMillis": self.duration_ms,
+            "Format": self.format,
+            "FrameRate": self.frame_rate,
+            "FrameHeight": self.frame_height,
+            "FrameWidth": self.frame_width,
+            "ColorRange": self.color_range,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VideoMetadata":
+        return cls(d["Codec"], d["DurationMillis"], d["Format"], d["FrameRate"],
+                   d["FrameHeight"], d["FrameWidth"], d["ColorRange"])
+
+
+def _open(path: Path):
+    av = require("av", "video")
+    try:
+        return av.open(str(path))
+    except Exception as exc:
+        log.info("FFmpeg could not open %s: %r", path, exc)
+        raise InvalidParameterException(
+            f"{path.name} is not a readable video file: no video container FFmpeg knows was found "
+            "(is it a video? is its index (moov) missing or cut off?); give an MP4/MOV (H.264) "
+            "or another FFmpeg-readable video") from None
+
+
+def _first_frame(container, stream, name: str):
+    """Decode the stream's first frame, or refuse the file in words."""
+    av = require("av", "video")
+    packets = 0
+    try:
+        # One decoding thread: frame threads would each hold full-size frames (a
+        # 4096x4096 probe then peaks at hundreds of MB for one picture).
+        stream.codec_context.thread_count = 1
+        for packet in container.demux(stream):
+            packets += packet.size > 0
+            for frame in packet.decode():  # the final empty packet flushes the decoder
+                return frame
+            if packets >= _PROBE_PACKETS:
+                break
+    except (av.error.FFmpegError, ValueError) as exc:
+        log.info("decoding the first frame of %s failed: %r", name, exc)
+        raise InvalidParameterException(
+            f"{name}: the first frame of the video cannot be decoded: its data is corrupt, "
+            "cut off or in a codec feature FFmpeg does not support") from None
+    if packets == 0:
+        raise InvalidParameterException(f"{name}: the video stream has no frames (zero samples)")
+    raise InvalidParameterException(
+        f"{name}: no frame of the video could be decoded from its first {packets} packets: "
+        "its data is corrupt or cut off")
+
+
+def probe(path: str | Path) -> VideoMetadata:
+    """Read ``VideoMetadata`` from the container and decode the first frame; bad files
+    raise ``InvalidParameterException`` / ``VideoTooLargeException`` with a message
+    that says what is wrong."""
+    path = Path(path)
+    name = path.name
+    container = _open(path)
+    try:
+        fmt = container.format.name
+        if fmt in ("image2", "gif", "apng", "webp") or fmt.endswith("_pipe"):
+            raise InvalidParameterException(
+                f"{name} is a still image ({container.format.long_name}), not a video")
+        if not container.streams.video:
+            raise InvalidParameterException(f"{name} has no video stream; give a video file")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        rate = float(stream.average_rate or stream.guessed_rate or 0)
+        duration_ms = _declared_ms(container, stream) or 0
+        if not ctx.name:
+            raise InvalidParameterException(f"{name}: the video stream's codec is unknown to FFmpeg")
+        frame = _first_frame(container, stream, name)
+        rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+        width, height = int(frame.width), int(frame.height)
+        if rotation in (90, 270):
+            width, height = height, width
+        if min(width, height) < MIN_FRAME_SIDE:
+            raise InvalidParameterException(
+                f"{name}: the video's frames are {width}x{height} pixels; rekolab needs at least "
+                f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}")
+        # FFmpeg AVCOL_RANGE: 2 = JPEG (full); 1 = MPEG (limited); 0 = unspecified,
+        # which decoders treat as limited for YUV video.
+        color_range = "FULL" if int(getattr(ctx, "color_range", 0) or 0) == 2 else "LIMITED"
+        codec = getattr(ctx.codec, "canonical_name", None) or ctx.name  # "av1", not "libdav1d"
+        meta = VideoMetadata(codec=codec, duration_ms=duration_ms, format=container.format.long_name,
+                             frame_rate=round(rate, 6), frame_height=height, frame_width=width,
+                             color_range=color_range, rotation=rotation)
+    finally:
+        container.close()
+    if meta.duration_ms > MAX_DURATION_MS:
+        raise VideoTooLargeException(
+            f"Video duration {meta.duration_ms} ms is more than the maximum duration of 6 hours.")
+    return meta
+
+
+def _declared_ms(container, stream) -> int | None:
+    """The video stream's duration as the container declares it (ms), if it does."""
+    if stream.duration is not None and stream.time_base is not None:
+        return int(stream.duration * Fraction(stream.time_base) * 1000)
+    if container.duration is not None:
+        return int(container.duration / 1000)  # container.duration is in µs
+    return None
+
+
+@dataclass(frozen=True, repr=False)
+class PacketScan:
+    """The video packets a file really holds, next to what its container declares."""
+
+    pts: list[int]  # complete packets' PTS, sorted (stream time base)
+    start: int  # the stream's start time (time base units)
+    time_base: Fraction
+    declared_frames: int  # the sample table's count; 0 where the container has none
+    declared_ms: int | None  # the stream's declared duration (None: undeclared)
+    end_ms: int  # where the last complete packet ends, from the first frame
+
+    def ms(self) -> list[int]:
+        """Each present frame's PTS in whole ms from the start, rounded down (exact integers)."""
+        num, den = self.time_base.numerator, self.time_base.denominator
+        return [(p - self.start) * num * 1000 // den for p in self.pts]
+
+    def missing(self) -> str | None:
+        """A sentence saying how much of the declared video is absent, or None."""
+        present = len(self.pts)
+        if self.declared_frames and present < self.declared_frames:
+            lost = self.declared_frames - present
+            where = (f"; it ends at {self.end_ms} ms of {self.declared_ms} ms"
+                     if self.declared_ms else "")
+            return (f"the video is truncated: its container declares {self.declared_frames} frames but "
+                    f"the file holds only {present}; {lost} frames "
+                    f"({100 * lost / self.declared_frames:.1f}% of the video) are missing{where}")
+        if self.declared_ms and present:
+            frame_ms = self.declared_ms / max(present, 1)
+            tolerance = max(2 * frame_ms, 0.02 * self.declared_ms, 100)
+            gap = self.declared_ms - self.end_ms
+            if gap > tolerance:
+                return (f"the video is truncated: its container declares {self.declared_ms} ms but the "
+                        f"file's frames end at {self.end_ms} ms; {gap} ms "
+                        f"({100 * gap / self.declared_ms:.1f}% of the video) are missing")
+        return None
+
+
+def scan_packets(path: str | Path) -> PacketScan:
+    """Demux (no decoding) every packet of the first video stream. Empty packets and
+    the partial packet a cut leaves (FFmpeg flags it corrupt) do not count as present."""
+    container = _open(Path(path))
+    try:
+        stream = container.streams.video[0]
+        time_base = Fraction(stream.time_base)
+        pts, end = [], None
+        try:
+            for p in container.demux(stream):
+                if p.pts is None or not p.size or p.is_corrupt:
+                    continue
+                pts.append(p.pts)
+                stop = p.pts + (p.duration or 0)
+                end = stop if end is None else max(end, stop)
+        except Exception as exc:  # a demuxer error part-way: what was read is what is present
+            log.info("demuxing %s stopped: %r", path, exc)
+        pts.sort()
+        start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
+        end_ms = 0 if end is None else int((end - start) * time_base * 1000)
+        declared_ms = None
+        if stream.duration is not None or len(container.streams) == 1:
+            # A container-wide duration also covers audio; trust it only alone.
+            declared_ms = _declared_ms(container, stream)
+        return PacketScan(pts=pts, start=start, time_base=time_base,
+                          declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms)
+    finally:
+        container.close()
