@@ -58,7 +58,7 @@ from . import shots as shots_mod
 from .shots import DECODE_WIDTH
 
 __all__ = ["SegmentDetectionAnalyzer", "SegmentFilters", "parse_filters", "check_start", "black_coverage",
-           "bars_score", "audio_metadata", "CUES_VERSION", "MEASURE_WIDTH"]
+           "bars_score", "plain_share", "audio_metadata", "CUES_VERSION", "MEASURE_WIDTH"]
 
 DEFAULT_MIN_SEGMENT_CONFIDENCE = 50.0
 DEFAULT_MAX_PIXEL_THRESHOLD = 0.2
@@ -119,14 +119,6 @@ def parse_filters(params: dict, operation: str = "StartSegmentDetection") -> Seg
 def check_start(params: dict) -> SegmentFilters:
     """The StartSegmentDetection checks beyond the service model (before the job starts)."""
     return parse_filters(params)
-
-
-def _small(rgb: np.ndarray, width: int = MEASURE_WIDTH) -> np.ndarray:
-    cv2 = require("cv2", "video")
-    if rgb.shape[1] <= width:
-        return rgb
-    h = max(2, int(round(rgb.shape[0] * width / rgb.shape[1])))
-    return cv2.resize(rgb, (width, h), interpolation=cv2.INTER_AREA)
 
 
 def black_coverage(rgb: np.ndarray, max_pixel_threshold: float = DEFAULT_MAX_PIXEL_THRESHOLD) -> float:
@@ -217,6 +209,9 @@ class SegmentDetectionAnalyzer:
         self._plain: list[float] = []
         self._credit_samples: dict[int, float] = {}  # frame -> best line score (0 when no text)
         self._next_ocr_ms = 0.0
+        # Rows come only from finalize; built once (from_pylist would import pandas).
+        self._empty = pa.RecordBatch.from_arrays([pa.array([], f.type) for f in SEGMENTS_SCHEMA],
+                                                 schema=SEGMENTS_SCHEMA)
 
     # -- the job's decode ------------------------------------------------------------
     def decode_plan(self, path):
@@ -247,25 +242,28 @@ class SegmentDetectionAnalyzer:
 
     # -- per batch -------------------------------------------------------------------
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
-        for rgb, ms, n in zip(batch.frames, batch.timestamps_ms, batch.indices):
-            self._ms.append(int(ms))
-            # One downscale for the shot detector, a second from it for the cue measures.
-            analysed = _small(rgb, shots_mod.ANALYSIS_WIDTH)
-            if self.shots is not None:
-                self.shots.update(int(n), int(ms), analysed)
-            if not self.want_cues:
-                continue
-            small = _small(analysed)
-            coverage = black_coverage(small, self.filters.max_pixel_threshold)
-            self._coverage.append(coverage)
-            self._bars.append(bars_score(small))
-            plain = plain_share(small)
-            self._plain.append(plain)
-            if ms >= self._next_ocr_ms and plain >= PLAIN_MIN_SHARE and coverage < self.filters.min_coverage:
-                self._next_ocr_ms = ms + 1000.0 / CREDITS_RATE
-                lines = self.ocr.read(np.ascontiguousarray(rgb[:, :, ::-1]))
-                self._credit_samples[int(n)] = max((line.confidence for line in lines), default=0.0)
-        return pa.RecordBatch.from_pylist([], schema=SEGMENTS_SCHEMA)
+        # The whole batch at once: one downscale for the shot detector, a second
+        # from it for the cue measures (exact halvings, see shots.downscale).
+        self._ms += batch.timestamps_ms.tolist()
+        analysed = shots_mod.downscale(batch.frames, shots_mod.ANALYSIS_WIDTH)
+        if self.shots is not None:
+            self.shots.update_batch(batch.indices.tolist(), batch.timestamps_ms.tolist(), analysed)
+        if self.want_cues:
+            small = shots_mod.downscale(analysed, MEASURE_WIDTH)
+            # Frame by frame: one product over a whole batch is big enough for
+            # OpenBLAS to start its threads, ten times slower on a busy machine.
+            coverage = [black_coverage(f, self.filters.max_pixel_threshold) for f in small]
+            plain = [plain_share(f) for f in small]
+            self._coverage += coverage
+            self._plain += plain
+            self._bars += [bars_score(f) for f in small]
+            for i, (ms, n) in enumerate(zip(batch.timestamps_ms.tolist(), batch.indices.tolist())):
+                # OCR only on plain, non-black frames: the only ones that can be credits.
+                if ms >= self._next_ocr_ms and plain[i] >= PLAIN_MIN_SHARE and coverage[i] < self.filters.min_coverage:
+                    self._next_ocr_ms = ms + 1000.0 / CREDITS_RATE
+                    lines = self.ocr.read(np.ascontiguousarray(batch.frames[i][:, :, ::-1]))
+                    self._credit_samples[int(n)] = max((line.confidence for line in lines), default=0.0)
+        return self._empty
 
     # -- whole job -------------------------------------------------------------------
     def finalize(self, table: pa.Table) -> pa.Table:
