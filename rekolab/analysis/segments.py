@@ -53,7 +53,7 @@ from ..errors import InvalidParameterException
 from ..models import require
 from ..requests import check_range
 from ..results.segments import SEGMENTS_SCHEMA, segment_row
-from ..video import FrameBatch
+from ..video import FrameBatch, VideoDecodeError
 from . import shots as shots_mod
 from .shots import DECODE_WIDTH
 
@@ -155,25 +155,27 @@ def plain_share(rgb: np.ndarray) -> float:
     return float(np.bincount(gray // 16, minlength=16).max() / len(gray))
 
 
-def audio_metadata(path) -> list[dict]:
+def audio_metadata(path, container=None) -> list[dict]:
     """``AudioMetadata[]``: one ``{Codec, DurationMillis, SampleRate, NumberOfChannels}``
-    per audio stream (FFmpeg's names, via PyAV)."""
+    per audio stream (FFmpeg's names, via PyAV); ``container``: ``path`` already open."""
+    if container is None:
+        av = require("av", "video")
+        with av.open(str(path)) as opened:
+            return audio_metadata(path, opened)
     from fractions import Fraction
 
-    av = require("av", "video")
     out = []
-    with av.open(str(path)) as container:
-        for stream in container.streams.audio:
-            ctx = stream.codec_context
-            if stream.duration is not None and stream.time_base is not None:
-                duration = int(stream.duration * Fraction(stream.time_base) * 1000)
-            else:
-                duration = int((container.duration or 0) / 1000)
-            layout = getattr(ctx, "layout", None)
-            channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", 0) or 0
-            out.append({"Codec": ctx.name or "unknown", "DurationMillis": max(0, duration),
-                        "SampleRate": int(ctx.sample_rate or stream.sample_rate or 0),
-                        "NumberOfChannels": int(channels)})
+    for stream in container.streams.audio:
+        ctx = stream.codec_context
+        if stream.duration is not None and stream.time_base is not None:
+            duration = int(stream.duration * Fraction(stream.time_base) * 1000)
+        else:
+            duration = int((container.duration or 0) / 1000)
+        layout = getattr(ctx, "layout", None)
+        channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", 0) or 0
+        out.append({"Codec": ctx.name or "unknown", "DurationMillis": max(0, duration),
+                    "SampleRate": int(ctx.sample_rate or stream.sample_rate or 0),
+                    "NumberOfChannels": int(channels)})
     return out
 
 
@@ -222,10 +224,17 @@ class SegmentDetectionAnalyzer:
         meta = probe(path)
         self.fps = meta.frame_rate or 30.0
         self.duration_ms = meta.duration_ms
-        self.audio = audio_metadata(path)
         if self.want_shots:
             self.shots = shots_mod.ShotDetector(self.fps)
-        return every_frame_plan(path, max_width=DECODE_WIDTH)
+        av = require("av", "video")
+        try:
+            container = av.open(str(path))
+        except Exception as exc:
+            raise VideoDecodeError(f"cannot open the video: {exc}") from None
+        # One open for the audio streams' headers and the video packet count.
+        with container:
+            self.audio = audio_metadata(path, container)
+            return every_frame_plan(path, max_width=DECODE_WIDTH, container=container)
 
     def models(self) -> dict:
         selected = [{"Type": t, "ModelVersion": shots_mod.MODEL_VERSION if t == "SHOT" else CUES_VERSION}

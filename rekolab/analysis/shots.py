@@ -268,6 +268,6 @@ def detect_shots(path: str | Path, *, adaptive_threshold: float = DEFAULT_ADAPTI
     # The same frames segment detection decodes (then scaled by the detector), so
     # both give the same shots.
     plan = every_frame_plan(path, max_width=DECODE_WIDTH)
-    for number, ms, rgb in plan.frames():
-        detector.update(number, ms, rgb)
+    for batch in plan.batches(16):
+        detector.update_batch(batch.indices.tolist(), batch.timestamps_ms.tolist(), batch.frames)
     return detector.finish(end_ms=meta.duration_ms)
