@@ -66,3 +66,19 @@ def test_batches_of_any_size_give_the_stock_detectors_cuts(frames):
         results.append(det.finish())
     assert all(r == results[0] for r in results)
     assert [s.start_frame for s in results[0]] == [0, 20, 82]
+
+
+def test_threaded_swscale_gives_the_single_thread_pixels(tmp_path):
+    """every_frame decodes with swscale slice threads; a 1280 x 720 video scaled to
+    640 x 360 gets the very pixels a one-thread conversion gives."""
+    import av
+
+    from rekolab.testing import spliced_video
+
+    path = tmp_path / "big.mp4"
+    spliced_video(path, [("clip", need(MEDIA / "video" / "short_hamilton_clip.mp4"), 15, 8)], size=(1280, 720))
+    with av.open(str(path)) as container:
+        single = [f.to_ndarray(format="rgb24", width=640, height=360) for f in container.decode(video=0)]
+    threaded = [rgb for _, _, rgb in every_frame_plan(path, max_width=640).frames()]
+    assert len(threaded) == len(single) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(threaded, single))
