@@ -15,6 +15,9 @@ or feed frames it already decodes, one by one, in order::
         detector.update(frame_number, pts_ms, rgb)
     shots = detector.finish(end_ms=duration_ms)
 
+(``detector.update_batch(frame_numbers, pts_ms, frames)`` takes a ``(B, H, W, 3)``
+batch at once: the same scores and cuts, computed for the whole batch).
+
 **Method.** PySceneDetect's :class:`scenedetect.detectors.AdaptiveDetector` on
 **every** frame: ContentDetector's score (``content_val``, the mean change of hue,
 saturation and luma between consecutive frames, on the frame downscaled to at most
@@ -50,8 +53,8 @@ import numpy as np
 
 from ..models import require
 
-__all__ = ["Shot", "ShotDetector", "detect_shots", "downscale", "content_deltas", "DEFAULT_ADAPTIVE_THRESHOLD", "DEFAULT_MIN_SCENE_LEN",
-           "ANALYSIS_WIDTH", "MODEL_VERSION"]
+__all__ = ["Shot", "ShotDetector", "detect_shots", "downscale", "content_deltas", "DEFAULT_ADAPTIVE_THRESHOLD",
+           "DEFAULT_MIN_SCENE_LEN", "ANALYSIS_WIDTH", "MODEL_VERSION"]
 
 DEFAULT_ADAPTIVE_THRESHOLD = 3.5
 DEFAULT_MIN_CONTENT_VAL = 15.0
