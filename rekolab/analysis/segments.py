@@ -53,12 +53,12 @@ from ..errors import InvalidParameterException
 from ..models import require
 from ..requests import check_range
 from ..results.segments import SEGMENTS_SCHEMA, segment_row
-from ..video import FrameBatch
+from ..video import FrameBatch, VideoDecodeError
 from . import shots as shots_mod
 from .shots import DECODE_WIDTH
 
 __all__ = ["SegmentDetectionAnalyzer", "SegmentFilters", "parse_filters", "check_start", "black_coverage",
-           "bars_score", "audio_metadata", "CUES_VERSION", "MEASURE_WIDTH"]
+           "bars_score", "plain_share", "audio_metadata", "CUES_VERSION", "MEASURE_WIDTH"]
 
 DEFAULT_MIN_SEGMENT_CONFIDENCE = 50.0
 DEFAULT_MAX_PIXEL_THRESHOLD = 0.2
@@ -121,14 +121,6 @@ def check_start(params: dict) -> SegmentFilters:
     return parse_filters(params)
 
 
-def _small(rgb: np.ndarray, width: int = MEASURE_WIDTH) -> np.ndarray:
-    cv2 = require("cv2", "video")
-    if rgb.shape[1] <= width:
-        return rgb
-    h = max(2, int(round(rgb.shape[0] * width / rgb.shape[1])))
-    return cv2.resize(rgb, (width, h), interpolation=cv2.INTER_AREA)
-
-
 def black_coverage(rgb: np.ndarray, max_pixel_threshold: float = DEFAULT_MAX_PIXEL_THRESHOLD) -> float:
     """Percentage of pixels whose BT.709 luma is at most ``max_pixel_threshold x 255``."""
     px = rgb.reshape(-1, 3).astype(np.float32)
@@ -163,25 +155,27 @@ def plain_share(rgb: np.ndarray) -> float:
     return float(np.bincount(gray // 16, minlength=16).max() / len(gray))
 
 
-def audio_metadata(path) -> list[dict]:
+def audio_metadata(path, container=None) -> list[dict]:
     """``AudioMetadata[]``: one ``{Codec, DurationMillis, SampleRate, NumberOfChannels}``
-    per audio stream (FFmpeg's names, via PyAV)."""
+    per audio stream (FFmpeg's names, via PyAV); ``container``: ``path`` already open."""
+    if container is None:
+        av = require("av", "video")
+        with av.open(str(path)) as opened:
+            return audio_metadata(path, opened)
     from fractions import Fraction
 
-    av = require("av", "video")
     out = []
-    with av.open(str(path)) as container:
-        for stream in container.streams.audio:
-            ctx = stream.codec_context
-            if stream.duration is not None and stream.time_base is not None:
-                duration = int(stream.duration * Fraction(stream.time_base) * 1000)
-            else:
-                duration = int((container.duration or 0) / 1000)
-            layout = getattr(ctx, "layout", None)
-            channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", 0) or 0
-            out.append({"Codec": ctx.name or "unknown", "DurationMillis": max(0, duration),
-                        "SampleRate": int(ctx.sample_rate or stream.sample_rate or 0),
-                        "NumberOfChannels": int(channels)})
+    for stream in container.streams.audio:
+        ctx = stream.codec_context
+        if stream.duration is not None and stream.time_base is not None:
+            duration = int(stream.duration * Fraction(stream.time_base) * 1000)
+        else:
+            duration = int((container.duration or 0) / 1000)
+        layout = getattr(ctx, "layout", None)
+        channels = getattr(layout, "nb_channels", None) or getattr(ctx, "channels", 0) or 0
+        out.append({"Codec": ctx.name or "unknown", "DurationMillis": max(0, duration),
+                    "SampleRate": int(ctx.sample_rate or stream.sample_rate or 0),
+                    "NumberOfChannels": int(channels)})
     return out
 
 
@@ -217,6 +211,9 @@ class SegmentDetectionAnalyzer:
         self._plain: list[float] = []
         self._credit_samples: dict[int, float] = {}  # frame -> best line score (0 when no text)
         self._next_ocr_ms = 0.0
+        # Rows come only from finalize; built once (from_pylist would import pandas).
+        self._empty = pa.RecordBatch.from_arrays([pa.array([], f.type) for f in SEGMENTS_SCHEMA],
+                                                 schema=SEGMENTS_SCHEMA)
 
     # -- the job's decode ------------------------------------------------------------
     def decode_plan(self, path):
@@ -227,10 +224,17 @@ class SegmentDetectionAnalyzer:
         meta = probe(path)
         self.fps = meta.frame_rate or 30.0
         self.duration_ms = meta.duration_ms
-        self.audio = audio_metadata(path)
         if self.want_shots:
             self.shots = shots_mod.ShotDetector(self.fps)
-        return every_frame_plan(path, max_width=DECODE_WIDTH)
+        av = require("av", "video")
+        try:
+            container = av.open(str(path))
+        except Exception as exc:
+            raise VideoDecodeError(f"cannot open the video: {exc}") from None
+        # One open for the audio streams' headers and the video packet count.
+        with container:
+            self.audio = audio_metadata(path, container)
+            return every_frame_plan(path, max_width=DECODE_WIDTH, container=container)
 
     def models(self) -> dict:
         selected = [{"Type": t, "ModelVersion": shots_mod.MODEL_VERSION if t == "SHOT" else CUES_VERSION}
@@ -247,25 +251,28 @@ class SegmentDetectionAnalyzer:
 
     # -- per batch -------------------------------------------------------------------
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
-        for rgb, ms, n in zip(batch.frames, batch.timestamps_ms, batch.indices):
-            self._ms.append(int(ms))
-            # One downscale for the shot detector, a second from it for the cue measures.
-            analysed = _small(rgb, shots_mod.ANALYSIS_WIDTH)
-            if self.shots is not None:
-                self.shots.update(int(n), int(ms), analysed)
-            if not self.want_cues:
-                continue
-            small = _small(analysed)
-            coverage = black_coverage(small, self.filters.max_pixel_threshold)
-            self._coverage.append(coverage)
-            self._bars.append(bars_score(small))
-            plain = plain_share(small)
-            self._plain.append(plain)
-            if ms >= self._next_ocr_ms and plain >= PLAIN_MIN_SHARE and coverage < self.filters.min_coverage:
-                self._next_ocr_ms = ms + 1000.0 / CREDITS_RATE
-                lines = self.ocr.read(np.ascontiguousarray(rgb[:, :, ::-1]))
-                self._credit_samples[int(n)] = max((line.confidence for line in lines), default=0.0)
-        return pa.RecordBatch.from_pylist([], schema=SEGMENTS_SCHEMA)
+        # The whole batch at once: one downscale for the shot detector, a second
+        # from it for the cue measures (exact halvings, see shots.downscale).
+        self._ms += batch.timestamps_ms.tolist()
+        analysed = shots_mod.downscale(batch.frames, shots_mod.ANALYSIS_WIDTH)
+        if self.shots is not None:
+            self.shots.update_batch(batch.indices.tolist(), batch.timestamps_ms.tolist(), analysed)
+        if self.want_cues:
+            small = shots_mod.downscale(analysed, MEASURE_WIDTH)
+            # Frame by frame: one product over a whole batch is big enough for
+            # OpenBLAS to start its threads, ten times slower on a busy machine.
+            coverage = [black_coverage(f, self.filters.max_pixel_threshold) for f in small]
+            plain = [plain_share(f) for f in small]
+            self._coverage += coverage
+            self._plain += plain
+            self._bars += [bars_score(f) for f in small]
+            for i, (ms, n) in enumerate(zip(batch.timestamps_ms.tolist(), batch.indices.tolist())):
+                # OCR only on plain, non-black frames: the only ones that can be credits.
+                if ms >= self._next_ocr_ms and plain[i] >= PLAIN_MIN_SHARE and coverage[i] < self.filters.min_coverage:
+                    self._next_ocr_ms = ms + 1000.0 / CREDITS_RATE
+                    lines = self.ocr.read(np.ascontiguousarray(batch.frames[i][:, :, ::-1]))
+                    self._credit_samples[int(n)] = max((line.confidence for line in lines), default=0.0)
+        return self._empty
 
     # -- whole job -------------------------------------------------------------------
     def finalize(self, table: pa.Table) -> pa.Table:

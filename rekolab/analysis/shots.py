@@ -15,6 +15,9 @@ or feed frames it already decodes, one by one, in order::
         detector.update(frame_number, pts_ms, rgb)
     shots = detector.finish(end_ms=duration_ms)
 
+(``detector.update_batch(frame_numbers, pts_ms, frames)`` takes a ``(B, H, W, 3)``
+batch at once: the same scores and cuts, computed for the whole batch).
+
 **Method.** PySceneDetect's :class:`scenedetect.detectors.AdaptiveDetector` on
 **every** frame: ContentDetector's score (``content_val``, the mean change of hue,
 saturation and luma between consecutive frames, on the frame downscaled to at most
@@ -50,8 +53,8 @@ import numpy as np
 
 from ..models import require
 
-__all__ = ["Shot", "ShotDetector", "detect_shots", "DEFAULT_ADAPTIVE_THRESHOLD", "DEFAULT_MIN_SCENE_LEN",
-           "ANALYSIS_WIDTH", "MODEL_VERSION"]
+__all__ = ["Shot", "ShotDetector", "detect_shots", "downscale", "content_deltas", "DEFAULT_ADAPTIVE_THRESHOLD",
+           "DEFAULT_MIN_SCENE_LEN", "ANALYSIS_WIDTH", "MODEL_VERSION"]
 
 DEFAULT_ADAPTIVE_THRESHOLD = 3.5
 DEFAULT_MIN_CONTENT_VAL = 15.0
@@ -99,20 +102,76 @@ def cut_confidence(ratio: float, threshold: float = DEFAULT_ADAPTIVE_THRESHOLD) 
     return float(min(100.0, max(50.0, 50.0 + 50.0 * (ratio - threshold) / threshold)))
 
 
+def downscale(frames: np.ndarray, width: int) -> np.ndarray:
+    """A batch of RGB frames ``(B, H, W, 3)`` scaled by area averaging (OpenCV's
+    ``INTER_AREA``) to at most ``width`` pixels wide, aspect kept (height rounded,
+    at least 2); frames no wider are returned as they are. An exact halving (the
+    usual case: 640 -> 320 -> 160) is one ``cv2.resize`` of the batch stacked into
+    one tall image: area averaging of 2 x 2 blocks never mixes two frames, so each
+    frame gets the very pixels a resize of it alone gives."""
+    cv2 = require("cv2", "video")
+    b, h0, w0 = frames.shape[:3]
+    if w0 <= width:
+        return frames
+    h = max(2, int(round(h0 * width / w0)))
+    if w0 == 2 * width and h0 == 2 * h:
+        tall = np.ascontiguousarray(frames).reshape(b * h0, w0, 3)
+        return cv2.resize(tall, (width, b * h), interpolation=cv2.INTER_AREA).reshape(b, h, width, 3)
+    return np.stack([cv2.resize(f, (width, h), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def content_deltas(hsv: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """``(B', 3)`` mean absolute hue, saturation and value change of each frame of
+    ``hsv`` (``(B, H, W, 3)`` uint8, OpenCV's 8-bit HSV) from the frame before it
+    (``previous`` for the first; without it the first frame has no row): PySceneDetect
+    ContentDetector's ``delta_hue``, ``delta_sat``, ``delta_lum``, the same numbers
+    (exact integer sums over the frame, divided by its pixel count), for a whole batch."""
+    cv2 = require("cv2", "video")
+    stack = hsv if previous is None else np.concatenate([previous[None], hsv])
+    if len(stack) < 2:
+        return np.zeros((0, 3), np.float64)
+    b, h, w = len(stack) - 1, stack.shape[1], stack.shape[2]
+    diff = cv2.absdiff(stack[1:].reshape(b * h, w, 3), stack[:-1].reshape(b * h, w, 3)).reshape(b, h, w, 3)
+    # cv2.sumElems: per-channel sums, exact integers (as floats) at any frame size here.
+    sums = np.array([cv2.sumElems(d)[:3] for d in diff], np.float64)
+    return sums / float(h * w)
+
+
+def _scored_detector_class():
+    """AdaptiveDetector whose per-frame score is handed in (computed for a whole
+    batch by :func:`content_deltas`) instead of computed from the frame by
+    ContentDetector: the library keeps every decision (the adaptive ratio, the
+    minimum content value, ``min_scene_len``), only the measure is batched."""
+    from scenedetect.detectors import AdaptiveDetector
+
+    class _Scored(AdaptiveDetector):
+        next_score: float = 0.0
+
+        def _calculate_frame_score(self, timecode, frame_img) -> float:
+            return self.next_score
+
+    return _Scored
+
+
 class ShotDetector:
-    """Incremental shot detection: call :meth:`update` on every frame in order, then
-    :meth:`finish`. Frames are RGB uint8 (H, W, 3) of any size."""
+    """Incremental shot detection: call :meth:`update` on every frame in order (or
+    :meth:`update_batch` on batches of them), then :meth:`finish`. Frames are RGB
+    uint8 (H, W, 3) of any size."""
 
     def __init__(self, fps: float = 30.0, adaptive_threshold: float = DEFAULT_ADAPTIVE_THRESHOLD,
                  min_scene_len: int = DEFAULT_MIN_SCENE_LEN, min_content_val: float = DEFAULT_MIN_CONTENT_VAL):
         require("scenedetect", "segments")
-        from scenedetect.detectors import AdaptiveDetector
 
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.adaptive_threshold = float(adaptive_threshold)
-        self._detector = AdaptiveDetector(adaptive_threshold=self.adaptive_threshold,
-                                          min_scene_len=int(min_scene_len), window_width=WINDOW_WIDTH,
-                                          min_content_val=float(min_content_val))
+        self._detector = _scored_detector_class()(adaptive_threshold=self.adaptive_threshold,
+                                                  min_scene_len=int(min_scene_len), window_width=WINDOW_WIDTH,
+                                                  min_content_val=float(min_content_val))
+        weights = self._detector._weights  # ContentDetector's (hue, sat, lum, edges) weights
+        if weights.delta_edges:  # pragma: no cover - the default weights have no edge term
+            raise ValueError("edge weights are not supported by the batched score")
+        self._weights = tuple(weights)
+        self._hsv_last: np.ndarray | None = None
         self._cuts: list[tuple[int, int, float]] = []  # (frame number, PTS ms, confidence)
         self._frame_ms: dict[int, int] = {}
         self._scores: dict[int, float] = {}
@@ -122,22 +181,42 @@ class ShotDetector:
     def update(self, frame_number: int, pts_ms: int, frame_rgb: np.ndarray) -> list[int]:
         """Feed the next frame; returns the cuts found by it (a cut is known
         :data:`WINDOW_WIDTH` frames after it happens)."""
+        return self.update_batch([frame_number], [pts_ms], frame_rgb[None])
+
+    def update_batch(self, frame_numbers, pts_ms, frames_rgb: np.ndarray) -> list[int]:
+        """Feed the next frames (``(B, H, W, 3)`` RGB, in order); returns the cuts
+        found by them. The same cuts and scores as :meth:`update` frame by frame."""
         cv2 = require("cv2", "video")
         from scenedetect import FrameTimecode
 
+        if not len(frames_rgb):
+            return []
+        small = downscale(frames_rgb, ANALYSIS_WIDTH)
+        b, h, w = small.shape[:3]
+        # ContentDetector converts its BGR frame to HSV; RGB -> HSV directly is the
+        # same conversion. Per pixel, so the batch converts as one tall image.
+        hsv = cv2.cvtColor(np.ascontiguousarray(small).reshape(b * h, w, 3), cv2.COLOR_RGB2HSV).reshape(b, h, w, 3)
+        deltas = content_deltas(hsv, self._hsv_last).tolist()
+        if self._hsv_last is None:
+            deltas.insert(0, None)  # the first frame scores 0, as ContentDetector's
+        self._hsv_last = hsv[-1].copy()
+        total_weight = sum(abs(x) for x in self._weights)
+        found = []
+        for frame_number, ms, delta in zip(frame_numbers, pts_ms, deltas):
+            found += self._step(int(frame_number), int(ms), delta, total_weight, FrameTimecode)
+        return found
+
+    def _step(self, frame_number: int, pts_ms: int, delta, total_weight: float, timecode) -> list[int]:
         if self._first is None:
             self._first = frame_number
         self._last = frame_number
-        self._frame_ms[frame_number] = int(pts_ms)
-        small = frame_rgb
-        if frame_rgb.shape[1] > ANALYSIS_WIDTH:
-            h = max(2, int(round(frame_rgb.shape[0] * ANALYSIS_WIDTH / frame_rgb.shape[1])))
-            small = cv2.resize(frame_rgb, (ANALYSIS_WIDTH, h), interpolation=cv2.INTER_AREA)
-        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-        cuts = self._detector.process_frame(FrameTimecode(int(frame_number), self.fps), bgr)
-        # ContentDetector keeps the last frame's score (content_val); PySceneDetect
-        # has no public getter for it (its StatsManager would also compute edge maps).
-        self._scores[frame_number] = float(getattr(self._detector, "_frame_score", None) or 0.0)
+        self._frame_ms[frame_number] = pts_ms
+        # ContentDetector's frame_score: the weighted mean of the components.
+        score = 0.0 if delta is None else sum(
+            c * wt for c, wt in zip((*delta, 0.0), self._weights)) / total_weight
+        self._detector.next_score = score
+        cuts = self._detector.process_frame(timecode(frame_number, self.fps), None)
+        self._scores[frame_number] = float(score)
         found = []
         for tc in cuts:
             n = int(tc.frame_num)
@@ -192,6 +271,6 @@ def detect_shots(path: str | Path, *, adaptive_threshold: float = DEFAULT_ADAPTI
     # The same frames segment detection decodes (then scaled by the detector), so
     # both give the same shots.
     plan = every_frame_plan(path, max_width=DECODE_WIDTH)
-    for number, ms, rgb in plan.frames():
-        detector.update(number, ms, rgb)
+    for batch in plan.batches(16):
+        detector.update_batch(batch.indices.tolist(), batch.timestamps_ms.tolist(), batch.frames)
     return detector.finish(end_ms=meta.duration_ms)
