@@ -82,3 +82,20 @@ def test_threaded_swscale_gives_the_single_thread_pixels(tmp_path):
     threaded = [rgb for _, _, rgb in every_frame_plan(path, max_width=640).frames()]
     assert len(threaded) == len(single) == 8
     assert all(np.array_equal(a, b) for a, b in zip(threaded, single))
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_every_frame_plan_turns_frames_as_displayed(tmp_path, rotation):
+    """Segment detection's every-frame decoder applies the container's display
+    matrix exactly as the sampled decoder (decord2) does: same shape, same pixels."""
+    from rekolab.testing import encoded_video
+    from rekolab.video import plan as plan_decode
+    from rekolab.video.every_frame import every_frame_plan
+
+    path = encoded_video(tmp_path / f"r{rotation}.mp4", size=(160, 96), frames=3, rotation=rotation)
+    plan = every_frame_plan(path, max_width=None)
+    every = [rgb for _, _, rgb in plan.frames()]
+    sampled = next(iter(plan_decode(path, 100).batches(16))).frames
+    assert (plan.width, plan.height) == ((96, 160) if rotation in (90, 270) else (160, 96))
+    assert every[0].shape == sampled[0].shape == (plan.height, plan.width, 3)
+    assert np.array_equal(every[0], sampled[0])

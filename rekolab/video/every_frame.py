@@ -72,6 +72,7 @@ class EveryFramePlan:
         self.declared_frames = int(stream.frames or 0)
         self.width, self.height = scaled_size(stream.codec_context.width, stream.codec_context.height,
                                               self.max_width)
+        self._stored = (self.width, self.height)  # until the first frame says it is rotated
         self.count = sum(1 for p in container.demux(stream) if p.size)
 
     def __len__(self) -> int:
@@ -99,11 +100,13 @@ class EveryFramePlan:
                     if start is None:
                         start = pts or 0
                     ms = (pts - start) * tb.numerator * 1000 // tb.denominator if pts is not None else 0
+                    if n == 0:
+                        self._orient(frame)
                     try:
-                        rgb = frame.to_ndarray(format="rgb24", width=self.width, height=self.height, **sws)
+                        rgb = frame.to_ndarray(format="rgb24", width=self._stored[0], height=self._stored[1], **sws)
                     except TypeError:  # PyAV before reformat(threads=...)
                         sws = {}
-                        rgb = frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+                        rgb = frame.to_ndarray(format="rgb24", width=self._stored[0], height=self._stored[1])
                     yield n, int(ms), self._displayed(rgb)
                     n += 1
         except (av.error.FFmpegError, OSError) as exc:
@@ -114,13 +117,25 @@ class EveryFramePlan:
                 f"the decoder returned {n} frames but the file promises {expected}: "
                 "the file is truncated or corrupt")
 
+    def _orient(self, frame) -> None:
+        """Read the container's rotation (display matrix) off the first frame, as the
+        sampled decoder and the probe do, and size the output as displayed: the
+        ``max_width`` bound applies to the displayed width, and ``width``/``height``
+        become the displayed frame's."""
+        self.rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+        if self.rotation in (90, 270):
+            w, h = scaled_size(int(frame.height), int(frame.width), self.max_width)  # displayed
+            self.width, self.height = w, h
+            self._stored = (h, w)
+        else:
+            self._stored = (self.width, self.height)
+
     def _displayed(self, rgb: np.ndarray) -> np.ndarray:
-        """THE one place where a frame is turned as the container says it is shown
-        (its rotation / display matrix). Not applied yet: frames come as stored.
-        When :mod:`rekolab.video.decode` reads the rotation, apply it here (and swap
-        ``self.width``/``self.height`` in ``__init__`` for 90/270 degrees, so the
-        scaling bound stays on the displayed width)."""
-        return rgb
+        """THE one place where a frame is turned as the container says it is shown:
+        ``rotation`` degrees counter-clockwise (``np.rot90``), as decord2 turns the
+        frames of the sampled decoder, so boxes and sizes are the displayed frame's."""
+        k = getattr(self, "rotation", 0) // 90
+        return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
     def batches(self, batch_size: int = 16, prefetch: int = 2,
                 stop: threading.Event | None = None) -> Iterator[FrameBatch]:
