@@ -322,6 +322,11 @@ class JobManager:
     def record(self, job_id: str) -> JobRecord:
         """The job's record; a job whose owner process died reads FAILED."""
         record = JobRecord.load(job_id)
+        if record.status == "IN_PROGRESS" and job_id not in self._running:
+            # The job may have ended since the read above: a worker saves the final record
+            # before it leaves _running, so a second read sees it (else a Get* racing the
+            # job's end would overwrite SUCCEEDED with "interrupted").
+            record = JobRecord.load(job_id)
         if record.status == "IN_PROGRESS" and job_id not in self._running and not _owner_alive(record.owner):
             record.status = "FAILED"
             record.status_message = (f"Job interrupted: the process that ran it (pid "
