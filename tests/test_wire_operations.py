@@ -385,3 +385,42 @@ def test_person_tracking_sort_by_index_orders_each_person_by_confidence():
     assert order == [(0, 0), (0, 1), (200, 0), (200, 1), (400, 0)]
     for item in person_items(table):
         validate_response("GetPersonTracking", {"JobStatus": "SUCCEEDED", "Persons": [item]})
+
+
+def test_readme_lists_every_implemented_operation_and_only_those():
+    """README's "What is implemented" table names each operation the Client implements
+    (and so `rekolab serve` serves), and names nothing it does not."""
+    import re
+
+    from conftest import REPO
+    from rekolab.client import Client
+    from rekolab.requests import service_model
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("## What is implemented", 1)[1].split("\n## ", 1)[0]
+    table = section.split("Not implemented:", 1)[0]
+    named = set(re.findall(r"\b([A-Z][a-z]+(?:[A-Z][a-z]+)+)\b", table))
+    for verbs, last, noun in re.findall(r"\b((?:[A-Z][a-z]+/)+)([A-Z][a-z]+)([A-Z]\w+)", table):
+        named |= {verb + noun for verb in verbs.rstrip("/").split("/") + [last]}
+    operations = set(service_model().operation_names)
+    implemented = {op for op in operations if xform_name(op) in vars(Client)}
+    assert implemented - named == set(), "implemented but not in the README table"
+    assert (named & operations) - implemented == set(), "in the README table but not implemented"
+
+
+def test_every_cli_verb_the_readme_names_has_help(capsys):
+    import re
+
+    from conftest import REPO
+    from rekolab.cli import main
+
+    text = (REPO / "README.md").read_text().replace("\\|", "|")
+    verbs = set()
+    for group in re.findall(r"`rekolab ([a-z][a-z|-]*)", text):
+        verbs |= set(group.split("|"))
+    assert {"faces", "segments", "persons", "serve", "detect-labels", "compare-faces"} <= verbs
+    for verb in sorted(verbs):
+        with pytest.raises(SystemExit) as e:
+            main([verb, "--help"])
+        assert e.value.code == 0, verb
+        assert "usage: rekolab " + verb in capsys.readouterr().out, verb
