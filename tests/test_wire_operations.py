@@ -334,7 +334,8 @@ def test_aws_video_example_program_runs_all_eight(wire):
     assert {index for _, index in results["StartPersonTracking"]["items"]} == {0, 1}
     assert results["StartContentModeration"]["items"] == []
     shots = [s for s in results["StartSegmentDetection"]["items"] if s[0].startswith("Shot")]
-    assert shots == [["Shot 0", "00:00:00:00", "00:00:00:02", "00:00:00:02", 0, 1, 2, 0, 400, 400]]
+    # frames 0..1: EndFrameNumber is exclusive (docs/segments.md), as in AWS's example responses
+    assert shots == [["Shot 0", "00:00:00:00", "00:00:00:02", "00:00:00:02", 0, 2, 2, 0, 400, 400]]
     assert CAPTION in {t[1].upper() for t in results["StartTextDetection"]["items"] if t[2] == "LINE"}
 
 
