@@ -170,6 +170,11 @@ def test_video_errors_are_modelled(wire, jobs):
         == "InvalidParameterException"  # over 100 (botocore checks only the minimum)
     assert code_of(rek.start_face_search, Video={"S3Object": {"Bucket": "local", "Name": "clip.mp4"}},
                    CollectionId="no-such-collection") == "ResourceNotFoundException"
+    video = {"S3Object": {"Bucket": "local", "Name": "clip.mp4"}}
+    first = call(rek, "StartTextDetection", Video=video, ClientRequestToken="wire-1")["JobId"]
+    assert call(rek, "StartTextDetection", Video=video, ClientRequestToken="wire-1")["JobId"] == first
+    assert code_of(rek.start_text_detection, Video=video, ClientRequestToken="wire-1",
+                   Filters={"WordFilter": {"MinConfidence": 90}}) == "IdempotentParameterMismatchException"
 
 
 # -- image operations ---------------------------------------------------------------------
@@ -187,6 +192,10 @@ def test_image_operations(wire):
     r = call(rek, "DetectLabels", Image={"Bytes": (MEDIA / "scenes/dog.jpg").read_bytes()},
              Features=["GENERAL_LABELS", "IMAGE_PROPERTIES"], MaxLabels=10)
     assert "Dog" in {label["Name"] for label in r["Labels"]} and r["ImageProperties"]["DominantColors"]
+    wire["s3"].create_bucket(Bucket="stills")  # an S3Object read from (moto's) S3 through boto3
+    wire["s3"].put_object(Bucket="stills", Key="dog.jpg", Body=(MEDIA / "scenes/dog.jpg").read_bytes())
+    r = call(rek, "DetectLabels", Image={"S3Object": {"Bucket": "stills", "Name": "dog.jpg"}}, MaxLabels=10)
+    assert "Dog" in {label["Name"] for label in r["Labels"]}
     r = call(rek, "DetectText", Image=_png_with_caption())
     assert CAPTION in {t["DetectedText"].upper() for t in r["TextDetections"] if t["Type"] == "LINE"}
     r = call(rek, "DetectModerationLabels", Image={"Bytes": (MEDIA / "scenes/horses.jpg").read_bytes()})
