@@ -14,7 +14,6 @@ from pathlib import Path
 import boto3
 import httpx
 from botocore.config import Config
-
 from conftest import REPO
 
 KEY, SECRET = "AKIDREKOLABTEST", "rekolab-test-secret"

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from botocore import xform_name
 from botocore.exceptions import ClientError
-
 from conftest import MEDIA, MODELS, module_env, need
-from rekolab.testing import draw_text, validate_response, write_video
 from server_fixtures import aws_env, boto_client, moto_server, start_rekolab, stop
+
+from rekolab.testing import draw_text, validate_response, write_video
 
 FACES = MEDIA / "faces"
 CAPTION = "BREAKING NEWS"
@@ -104,7 +104,6 @@ def jobs(wire):
         while call(rek, get, JobId=job_id, MaxResults=1)["JobStatus"] == "IN_PROGRESS":
             assert time.monotonic() - t0 < 240, (op, wire["log"].read_text()[-3000:])
             time.sleep(0.2)
-        print(f"{op} done at {time.monotonic() - t0:.1f} s")
     return started
 
 
@@ -126,7 +125,7 @@ def test_video_operation_pages(wire, jobs, start):
     items = [item for p in pages for item in p[key]]
     whole = call(rek, get, JobId=jobs[start])
     assert whole[key] == items  # the pages, concatenated, are the whole result
-    assert whole["JobTag"] == "wire" if "JobTag" in whole else True
+    assert whole["JobTag"] == "wire" and whole["JobId"] == jobs[start]
     meta = whole["VideoMetadata"]
     meta = meta[0] if isinstance(meta, list) else meta
     assert meta["Codec"] == "h264" and meta["FrameWidth"] > 0 and isinstance(meta["FrameRate"], float)
@@ -159,7 +158,7 @@ def test_video_results_make_sense(wire, jobs):
 
 def test_video_errors_are_modelled(wire, jobs):
     rek = wire["rek"]
-    for start, (get, _, extra) in VIDEO_OPS.items():
+    for get, _, _ in VIDEO_OPS.values():
         assert code_of(getattr(rek, xform_name(get)), JobId="0" * 64) == "ResourceNotFoundException", get
     assert code_of(rek.start_label_detection, Video={"S3Object": {"Bucket": "local", "Name": "nope.mp4"}}) \
         == "InvalidS3ObjectException"
@@ -403,6 +402,7 @@ def test_readme_lists_every_implemented_operation_and_only_those():
     import re
 
     from conftest import REPO
+
     from rekolab.client import Client
     from rekolab.requests import service_model
 
@@ -422,6 +422,7 @@ def test_every_cli_verb_the_readme_names_has_help(capsys):
     import re
 
     from conftest import REPO
+
     from rekolab.cli import main
 
     text = (REPO / "README.md").read_text().replace("\\|", "|")
