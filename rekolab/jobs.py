@@ -389,6 +389,12 @@ class JobManager:
         record = JobRecord.load(job_id)
         if record.status != "IN_PROGRESS" or job_id in self._running:
             return record
+        # The job may have ended since the read above: a worker saves the final record
+        # before it leaves _running, so a second read sees it (else a Get* racing the
+        # job's end would overwrite SUCCEEDED with "interrupted").
+        record = JobRecord.load(job_id)
+        if record.status != "IN_PROGRESS" or job_id in self._running:
+            return record
         unsaved = _UNSAVED.get((record.home, job_id))
         if unsaved is not None:  # ended here, but its home could not be written then
             _save_final(unsaved)

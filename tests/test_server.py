@@ -9,116 +9,58 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from conftest import MEDIA, MODELS, REPO, module_env, need
 from rekolab.testing import still_video, validate_response
+from server_fixtures import KEY, REGION, ROLE, SECRET, aws_env, boto_client, moto_server, start_rekolab, stop
 
-KEY, SECRET = "AKIDREKOLABTEST", "rekolab-test-secret"
-REGION = "us-east-1"
-ROLE = "arn:aws:iam::123456789012:role/rekognition"
 KVS_ARN = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1"
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer in {timeout} s")
-
-
-def _stop(proc: subprocess.Popen) -> int:
-    """SIGTERM to the process group we started (never by name), then wait."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
-
-
-def _start_rekolab(env: dict, *args: str, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rekolab.cli", "serve", "--port", str(port),
-                             "--log-level", "warning", *args],
-                            env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(url, proc)
-    return proc, url
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     need(MODELS / "insightface" / "models")
     work = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    aws = f"http://127.0.0.1:{port}"
     rekolab = None
-    try:
-        _wait_http(aws + "/moto-api/", moto)
-        videos = {"two": still_video(need(MEDIA / "faces/two_people.jpg"), work / "two.mp4", frames=2, fps=5),
-                  "one": still_video(MEDIA / "faces/obama.jpg", work / "one.mp4", frames=2, fps=5)}
-        (work / "credentials.json").write_text(json.dumps({KEY: SECRET}))
-        with module_env(tmp_path_factory, "server-home") as home:
-            base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-            base.update(AWS_ENDPOINT_URL=aws, AWS_DEFAULT_REGION=REGION, AWS_ACCESS_KEY_ID=KEY,
-                        AWS_SECRET_ACCESS_KEY=SECRET, AWS_EC2_METADATA_DISABLED="true",
-                        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-            server_env = dict(base, REKOLAB_STREAMS=f"{KVS_ARN}={videos['one']}")
-            rekolab, url = _start_rekolab(server_env, "--credentials", str(work / "credentials.json"),
-                                          log=work / "serve.log")
-            client_env = dict(base, AWS_ENDPOINT_URL_REKOGNITION=url)
-            s3 = boto3.client("s3", endpoint_url=aws, region_name=REGION, aws_access_key_id=KEY,
-                              aws_secret_access_key=SECRET)
-            s3.create_bucket(Bucket="media")
-            for name, path in videos.items():
-                s3.upload_file(str(path), "media", f"{name}.mp4")
-            yield {"aws": aws, "url": url, "env": client_env, "home": home, "work": work, "videos": videos,
-                   "proc": rekolab, "log": work / "serve.log"}
-    finally:
-        if rekolab is not None:
-            assert _stop(rekolab) in (0, -signal.SIGTERM), (work / "serve.log").read_text()[-3000:]
-        _stop(moto)
+    with moto_server() as aws:
+        try:
+            videos = {"two": still_video(need(MEDIA / "faces/two_people.jpg"), work / "two.mp4", frames=2, fps=5),
+                      "one": still_video(MEDIA / "faces/obama.jpg", work / "one.mp4", frames=2, fps=5)}
+            (work / "credentials.json").write_text(json.dumps({KEY: SECRET}))
+            with module_env(tmp_path_factory, "server-home") as home:
+                base = aws_env(aws)
+                server_env = dict(base, REKOLAB_STREAMS=f"{KVS_ARN}={videos['one']}")
+                rekolab, url = start_rekolab(server_env, "--credentials", str(work / "credentials.json"),
+                                             log=work / "serve.log")
+                client_env = dict(base, AWS_ENDPOINT_URL_REKOGNITION=url)
+                s3 = boto_client("s3", aws)
+                s3.create_bucket(Bucket="media")
+                for name, path in videos.items():
+                    s3.upload_file(str(path), "media", f"{name}.mp4")
+                yield {"aws": aws, "url": url, "env": client_env, "home": home, "work": work, "videos": videos,
+                       "proc": rekolab, "log": work / "serve.log"}
+        finally:
+            if rekolab is not None:
+                assert stop(rekolab) in (0, -signal.SIGTERM), (work / "serve.log").read_text()[-3000:]
 
 
 def _client(stack, service: str = "rekognition", key: str = KEY, secret: str = SECRET):
-    endpoint = stack["url"] if service == "rekognition" else stack["aws"]
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id=key,
-                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+    return boto_client(service, stack["url"] if service == "rekognition" else stack["aws"], key, secret)
 
 
 def _wait_job(rek, job_id: str, timeout: float = 120) -> dict:
@@ -394,7 +336,7 @@ def test_sigterm_answers_requests_in_flight_and_ends_jobs(stack, monkeypatch):
     in_flight = threading.Thread(target=index)
     in_flight.start()
     time.sleep(0.3)
-    assert _stop(stack["proc"]) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after its graceful stop
+    assert stop(stack["proc"]) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after its graceful stop
     in_flight.join(timeout=60)
     assert len(answer["r"]["FaceRecords"]) == 1  # answered, not dropped
     from rekolab.jobs import JobManager

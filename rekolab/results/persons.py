@@ -13,7 +13,9 @@ One row per tracked person per sampled frame::
     Track        int64    the tracker's track before identity merging (rekolab extra)
     Shot         int64    0-based shot number from the cut detector (rekolab extra)
 
-``SortBy`` ``TIMESTAMP`` (default): time, then Index; ``INDEX``: Index, then time.
+``SortBy`` ``TIMESTAMP`` (default): time, then Index; ``INDEX``: Index, each person's
+items by detection confidence (highest first), then time, as the service model
+documents for SortBy=INDEX (and as GetFaceSearch sorts).
 """
 from __future__ import annotations
 
@@ -39,9 +41,10 @@ PERSONS_SCHEMA = pa.schema([
 
 
 def sort_persons(sort_by: str):
-    """GetPersonTracking order: ``TIMESTAMP`` (time, Index) or ``INDEX`` (Index, time)."""
+    """GetPersonTracking order: ``TIMESTAMP`` (time, Index) or ``INDEX`` (Index, then
+    detection confidence, highest first, then time)."""
     if sort_by == "INDEX":
-        keys = [("Index", "ascending"), ("Timestamp", "ascending")]
+        keys = [("Index", "ascending"), ("Confidence", "descending"), ("Timestamp", "ascending")]
     else:
         keys = [("Timestamp", "ascending"), ("Index", "ascending")]
     return lambda table: table.sort_by(keys)
