@@ -17,6 +17,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("insightface")
 
+from rekolab.models.faces import face_confidence, face_score  # noqa: E402
 from rekolab.analysis.face_attributes import (  # noqa: E402
     ALL_ONLY_ATTRIBUTES,
     BASIC_LANDMARKS,
@@ -173,7 +174,8 @@ def test_obama(media, models_dir):
     assert face["MouthOpen"]["Value"] is True  # a wide smile, teeth apart
     pose = face["Pose"]
     assert abs(pose["Yaw"]) < 25 and abs(pose["Roll"]) < 20 and abs(pose["Pitch"]) < 25
-    assert 0.8 < face["Confidence"] / 100 < 0.9  # SCRFD's score, x100 (MANIFEST: 0.74..0.90)
+    assert 0.8 < face_score(face["Confidence"]) < 0.9  # SCRFD's score (MANIFEST: 0.74..0.90), calibrated
+    assert face["Confidence"] > 99  # a clear face reads 99+, as in Rekognition
     q = face["Quality"]
     assert 30 < q["Brightness"] < 80 and q["Sharpness"] > 60  # a sharp, well-lit portrait
 
@@ -294,7 +296,7 @@ def test_without_models_only_detector_attributes(media, models_dir):
         assert [lm["Type"] for lm in face["Landmarks"]] == list(BASIC_LANDMARKS)
         got = np.array([[lm["X"], lm["Y"]] for lm in face["Landmarks"]])
         np.testing.assert_allclose(got, k / [w, h], rtol=1e-6)
-        assert face["Confidence"] == pytest.approx(float(score) * 100)
+        assert face["Confidence"] == pytest.approx(float(face_confidence(score)))
         assert face["BoundingBox"]["Left"] == pytest.approx(box[0] / w)
         assert face["BoundingBox"]["Height"] == pytest.approx((box[3] - box[1]) / h)
         assert abs(face["Pose"]["Roll"]) < 20 and abs(face["Pose"]["Yaw"]) < 35

@@ -398,7 +398,7 @@ def test_live_view_label_events_and_end_of_session():
 
 def test_timeline_refuses_an_unknown_operation():
     with pytest.raises(ValueError, match="no timeline"):
-        detections("StartSegmentDetection", pa.table({"Timestamp": [0]}))
+        detections("StartMediaAnalysisJob", pa.table({"Timestamp": [0]}))
 
 
 
