@@ -44,6 +44,10 @@ def hamilton_job(_hamilton, monkeypatch):
     return rk.Job(job_id, rk.client())
 
 
+def longest(lanes) -> str:
+    return max(lanes.names, key=lambda n: (sum(w for _, w in lanes.runs(n)), -lanes.index(n)))
+
+
 def png(data: bytes) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
@@ -82,18 +86,20 @@ def test_plot_shows_one_lane_per_face_track(hamilton_job):
     assert fig._repr_png_()[:4] == b"\x89PNG"  # shows itself in a notebook without pyplot
     ax = fig.axes[0]
     names = [t.get_text() for t in ax.get_yticklabels()]
-    # Every face track is a lane (fewer than the 30-lane cap here), longest first.
+    # Every face track is a lane (fewer than the 30-lane cap here), in order of first appearance.
     assert names == lanes.names and 5 <= len(names) <= 30
+    assert names == sorted(names, key=lambda n: int(n.split()[1]))
     assert all(n.startswith("face ") for n in names)
     assert len(ax.collections) == len(names)  # one broken_barh per lane
     assert ax.get_xlabel() == "time (s)" and ax.get_ylabel() == "face track"
     assert ax.get_xlim() == pytest.approx((0, 9.175))
     assert "FaceDetection" in ax.get_title(loc="left") and "short_hamilton_clip.mp4" in ax.get_title(loc="left")
-    # The singer's track is the longest: present for most of the clip, drawn in lane 0's colour.
-    runs = lanes.runs(names[0])
-    assert sum(w for _, w in runs) > 5.0
-    bar_rgb = np.round(ax.collections[0].get_facecolor()[0][:3] * 255)
-    assert tuple(bar_rgb) == Image.new("RGB", (1, 1), lane_color(0)).getpixel((0, 0))  # = the viewer's boxes
+    # The singer's track is the longest (3.5-7.0 s, until the cut to Obama), drawn in its lane's colour.
+    singer = longest(lanes)
+    assert sum(w for _, w in lanes.runs(singer)) > 3.0
+    row = names.index(singer)
+    bar_rgb = np.round(ax.collections[row].get_facecolor()[0][:3] * 255)
+    assert tuple(bar_rgb) == Image.new("RGB", (1, 1), lane_color(lanes.index(singer))).getpixel((0, 0))
     # A threshold removes low-confidence tracks and keeps the order of the rest.
     strict = [t.get_text() for t in hamilton_job.plot(min_confidence=75).axes[0].get_yticklabels()]
     assert 0 < len(strict) < len(names) and strict == [n for n in names if n in strict]
@@ -118,7 +124,7 @@ def test_timeline_widget_state_after_interactions(hamilton_job):
     assert picture.shape[1] == 960
 
     # Frame viewer: a time at which the singer's face is found.
-    singer = names[0]
+    singer = longest(tl.lanes)
     det = tl.view.detections.to_pandas()
     t_singer = int(det[det["Lane"] == singer]["Timestamp"].iloc[10])
     tl.viewer.time.value = t_singer + 40  # between samples: snaps to the analysed frame
