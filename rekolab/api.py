@@ -33,6 +33,19 @@ def _params(**kwargs) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def table_to_pandas(table: pa.Table, flat: bool = False, keep_empty: bool = False):
+    """An Arrow results table as a DataFrame with ``pd.ArrowDtype`` columns (see
+    :meth:`Job.to_pandas`)."""
+    import pandas as pd
+
+    if flat:
+        while any(pa.types.is_struct(f.type) for f in table.schema):
+            table = table.flatten()  # names children "Parent.Child"
+    if not keep_empty and table.num_rows:
+        table = table.select([i for i, col in enumerate(table.columns) if col.null_count < table.num_rows])
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
 class Job:
     """A handle on a stored-video job; ``rk.Job(job_id)`` reopens one from any
     process (results live under the rekolab home)."""
@@ -83,28 +96,46 @@ class Job:
         return f"Job({self.id[:12]}…, {r.operation}, {r.status}{extra})"
 
     # -- waiting ---------------------------------------------------------------------
+    def _progress_bar(self, total: int):
+        """A tqdm.auto bar over the job's ``total`` sampled frames (known before the bar
+        is made: a notebook bar needs it at creation) and its listener; (None, None)
+        without a total (a job not running in this process)."""
+        if not total:
+            return None, None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc=self.operation.removeprefix("Start"), leave=False)
+
+        def on_progress(done: int, _total: int):
+            bar.update(done - bar.n)
+        return bar, on_progress
+
     def wait(self, timeout: float | None = None, progress: bool = True) -> "Job":
-        """Block until the job ends (or ``timeout`` seconds); shows a tqdm progress bar."""
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=0, unit="frame", desc=self.operation, leave=False)
-
-            def on_progress(done: int, total: int):
-                if bar.total != total:
-                    bar.total = total
-                bar.n = done
-                bar.refresh()
+        """Block until the job ends (or ``timeout`` seconds); shows a tqdm progress bar
+        (``tqdm.auto``: a widget in notebooks, text in a terminal)."""
+        bar, on_progress = (self._progress_bar(self._client.jobs.planned_total(self.id, timeout))
+                            if progress else (None, None))
         try:
-            self._client.jobs.wait(self.id, timeout, on_progress if bar is not None else None)
+            self._client.jobs.wait(self.id, timeout, on_progress)
         finally:
             if bar is not None:
                 bar.close()
         return self
 
     def __await__(self):
-        return asyncio.to_thread(self.wait, None, False).__await__()
+        """``await job`` in a notebook cell: the same progress bar, without blocking
+        the kernel's event loop."""
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> "Job":
+        # The bar is made here, in the kernel's thread, so a notebook shows it in this cell.
+        bar, on_progress = self._progress_bar(await asyncio.to_thread(self._client.jobs.planned_total, self.id))
+        try:
+            await asyncio.to_thread(self._client.jobs.wait, self.id, None, on_progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self
 
     # -- results ---------------------------------------------------------------------
     def to_arrow(self) -> pa.Table:
@@ -114,11 +145,38 @@ class Job:
             raise RuntimeError(f"job {self.id} {record.status}: {record.status_message}")
         return self._client.jobs.table(self.id)
 
-    def to_pandas(self):
-        """A DataFrame with ``pd.ArrowDtype`` columns (nested structs stay Arrow)."""
+    def to_pandas(self, flat: bool = False, keep_empty: bool = False):
+        """A DataFrame with ``pd.ArrowDtype`` columns.
+
+        ``flat=True`` spreads nested structs into one column per member
+        (``BoundingBox.Left``, ``Pose.Yaw``, ``AgeRange.Low``; lists such as
+        Landmarks stay one column), which reads better in a notebook. Columns that
+        are null on every row (attributes no installed model produced, e.g.
+        Eyeglasses or Beard) are left out unless ``keep_empty=True``."""
         import pandas as pd
 
-        return self.to_arrow().to_pandas(types_mapper=pd.ArrowDtype)
+        return table_to_pandas(self.to_arrow(), flat=flat, keep_empty=keep_empty)
+
+    def _repr_html_(self) -> str:
+        """A summary card in notebooks: status, video, rows and what is in them."""
+        import html
+
+        r = self._record
+        video = (r.request.get("Video") or {})
+        name = video.get("Path") or (video.get("S3Object") or {}).get("Name") or ""
+        meta = r.video_metadata or {}
+        rows = [("operation", r.operation), ("status", r.status + (f": {r.status_message}" if r.status_message else "")),
+                ("video", f"{os.path.basename(str(name))} · {meta.get('FrameWidth')}×{meta.get('FrameHeight')} · "
+                          f"{(meta.get('DurationMillis') or 0) / 1000:.1f} s"),
+                ("job id", self.id)]
+        if r.status == "IN_PROGRESS":
+            done, total = self._client.jobs.progress(self.id)
+            rows.append(("progress", f"{done}/{total} frames"))
+        if r.status == "SUCCEEDED":
+            rows.append(("results", f"{r.rows} rows from {r.sampled_frames} sampled frames"))
+        body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table class='rekolab-job'>{body}</table>"
 
     def to_parquet(self, path: str | os.PathLike) -> Path:
         """Write the results to ``path``; the request and VideoMetadata travel in the

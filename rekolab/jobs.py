@@ -117,6 +117,7 @@ class _Running:
     def __init__(self, home: str):
         self.home = home  # where the job's files live, whatever REKOLAB_HOME says later
         self.done = threading.Event()
+        self.planned = threading.Event()  # set once ``total`` (sampled frames) is known
         self.total = 0
         self.completed = 0
         self.listeners: list[Callable[[int, int], None]] = []
@@ -262,6 +263,7 @@ class JobManager:
             record.models = analyzer.models()
             plan = plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE)
             running.total = len(plan)
+            running.planned.set()
             record.sampled_frames = len(plan)
             meta = {b"rekolab": _json_bytes({
                 "JobId": record.job_id, "API": record.operation, "Request": record.request,
@@ -303,6 +305,7 @@ class JobManager:
                 record.completed_ms = int(time.time() * 1000)
                 record.save()
             finally:  # whatever happens above, waiters must wake up
+                running.planned.set()
                 running.done.set()
                 self._running.pop(record.job_id, None)
                 self._notify(record, video)
@@ -366,6 +369,15 @@ class JobManager:
             if on_progress is not None and on_progress in running.listeners:
                 running.listeners.remove(on_progress)
         return JobRecord.load(job_id, running.home)
+
+    def planned_total(self, job_id: str, timeout: float | None = None) -> int:
+        """The number of sampled frames the job will analyse, once its decode plan is
+        made (0 for a job this process does not run, or one that failed first)."""
+        running = self._running.get(job_id)
+        if running is None:
+            return 0
+        running.planned.wait(timeout)
+        return running.total
 
     def progress(self, job_id: str) -> tuple[int, int]:
         running = self._running.get(job_id)

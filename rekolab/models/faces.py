@@ -148,9 +148,22 @@ def _det_input_size(height: int, width: int) -> tuple[int, int]:
 _lock = threading.Lock()
 
 
+def quiet_third_party_warnings() -> None:
+    """Silence, at their source, the third-party warnings rekolab's own calls trigger
+    and a user can do nothing about: insightface's face alignment calls
+    scikit-image's deprecated ``SimilarityTransform.estimate`` on every face (a
+    FutureWarning per call site, repeated in every notebook cell). Only that
+    message from that module is ignored; rekolab's own warnings still show."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`estimate` is deprecated", category=FutureWarning,
+                            module=r"insightface(\.|$)")
+
+
 @functools.lru_cache(maxsize=4)
 def _load(name: str, folder: str | None) -> FacePack:
     require("insightface", "faces")
+    quiet_third_party_warnings()
     from insightface.app import FaceAnalysis
 
     from ..analysis.face_attributes import FaceAttributeModels
