@@ -127,7 +127,7 @@ def test_timeline_widget_state_after_interactions(hamilton_job):
     singer = longest(tl.lanes)
     det = tl.view.detections.to_pandas()
     t_singer = int(det[det["Lane"] == singer]["Timestamp"].iloc[10])
-    tl.viewer.time.value = t_singer + 40  # between samples: snaps to the analysed frame
+    tl.viewer.time.value = (t_singer + 40) / 1000 # between samples: snaps to the analysed frame
     assert tl.viewer.shown_timestamp_ms == t_singer
     assert tl.viewer.frame_index == int(det[det["Timestamp"] == t_singer]["FrameNumber"].iloc[0])
     assert singer in [b["Lane"] for b in tl.viewer.boxes]
@@ -202,7 +202,7 @@ def test_one_hour_of_results_stays_bounded_and_responsive():
     assert payload < 600_000 and payload < rows_json / 10
     t0 = time.perf_counter()
     tl.min_confidence.value = 90
-    tl.viewer.time.value = 1_800_000
+    tl.viewer.time.value = 1800.0
     interact_s = time.perf_counter() - t0
     assert len(tl.visible_lanes) == 30 and all(b["Confidence"] >= 90 for b in tl.viewer.boxes)
     assert tl.payload_bytes() < 600_000
@@ -210,7 +210,7 @@ def test_one_hour_of_results_stays_bounded_and_responsive():
     # No video: the viewer draws the boxes on a grey frame of the video's size.
     ts = int(table.column("Timestamp")[3000].as_py())
     tl.min_confidence.value = 0
-    tl.viewer.time.value = ts
+    tl.viewer.time.value = ts / 1000
     assert tl.viewer.shown_timestamp_ms == ts and len(tl.viewer.boxes) == 3
     assert png(tl.viewer.image.value).shape == (540, 960, 3)  # 1280x720 scaled to 960 wide
 

@@ -117,6 +117,11 @@ def parse_record(record: Any) -> dict:
     return {"kind": "other", "time_s": None, "detections": [], "status": None}
 
 
+def _fmt_best(value) -> str:
+    """The best confidence of a lane, or a dash when its records carry none."""
+    return "–" if value is None or not np.isfinite(value) else f"{value:.1f}"
+
+
 class LiveView(widgets.VBox):
     """A widget that follows a stream processor's records as they arrive."""
 
@@ -184,7 +189,7 @@ class LiveView(widgets.VBox):
                 self.faces += 1
             self.counts[lane] = self.counts.get(lane, 0) + 1
             self.last_seen_s[lane] = rel
-            if d["confidence"] is not None:
+            if d["confidence"] is not None and np.isfinite(float(d["confidence"])):
                 self.best[lane] = max(self.best.get(lane, 0.0), float(d["confidence"]))
             self._points.setdefault(lane, deque(maxlen=self.max_points)).append(rel)
             color = self._colors.setdefault(lane, lane_color(len(self._colors)))
@@ -294,7 +299,7 @@ class LiveView(widgets.VBox):
                              f"({kinds or 'none yet'}) · stream time {self._now_s:.1f} s")
         rows = "".join(
             f"<tr><td style='color:{self._colors.get(n, '#000')}'>■</td><td>{html.escape(n)}</td>"
-            f"<td>{self.counts[n]}</td><td>{self.best.get(n, float('nan')):.1f}</td>"
+            f"<td>{self.counts[n]}</td><td>{_fmt_best(self.best.get(n))}</td>"
             f"<td>{self.last_seen_s[n]:.1f} s</td></tr>"
             for n in sorted(self.counts, key=lambda n: -self.counts[n])[:50])
         self.table.value = ("<table><tr><th></th><th>lane</th><th>sightings</th><th>best</th>"
@@ -308,8 +313,10 @@ class LiveView(widgets.VBox):
         fig = Figure(figsize=(self.width_px / 100, 0.9 + 0.28 * max(len(lanes), 1)), dpi=100,
                      layout="constrained")
         ax = fig.add_subplot()
-        hi = max(self._now_s, self.window_s)
-        lo = hi - self.window_s
+        # The window follows the stream: it grows with it (a 9 s clip fills the
+        # picture), then slides once the stream is longer than window_s.
+        hi = max(self._now_s * 1.02, 1.0)
+        lo = max(0.0, hi - self.window_s)
         gaps = [np.median(np.diff(np.asarray(self._points[n]))) for n in lanes if len(self._points[n]) > 1]
         bar = min(max([self.window_s / 400, 0.05] + [g for g in gaps if g > 0][:1]), 2.0)
         for row, name in enumerate(lanes):
