@@ -215,6 +215,19 @@ class Job:
 
         return Timeline(self.view(), **kwargs)
 
+    def player(self, **kwargs):
+        """An anywidget video player: the video in the browser with this job's boxes
+        and names drawn on the frames they came from, frame steps, keyboard
+        shortcuts, clickable lanes and a per-track gallery (see
+        :mod:`rekolab.widgets.player`). Keywords: ``min_confidence``, ``lanes``,
+        ``url`` (serve the video yourself), ``max_bytes``, ``proxy``, ``gallery``."""
+        from .models import require
+
+        require("anywidget", "notebook")
+        from .widgets.player import Player
+
+        return Player(self.view(), **kwargs)
+
     def plot(self, *, min_confidence: float = 0.0, lanes: list[str] | None = None, text: str = "",
              max_lanes: int = 30, width_in: float = 10.0, dpi: int = 100):
         """The same timeline as a matplotlib ``Figure`` (for reports and static docs):

@@ -68,11 +68,12 @@ def supported_operations() -> list[str]:
 def detections(operation: str, table: pa.Table, **context) -> pa.Table:
     """The job table of ``operation`` as :data:`DETECTIONS_SCHEMA` rows, sorted by Timestamp.
     ``context`` goes to adapters that take it (face detection: ``embeddings``, ``cuts_ms``)."""
-    try:
-        adapter = _ADAPTERS[operation]
-    except KeyError:
-        raise ValueError(f"no timeline/export view for {operation} jobs yet; "
-                         f"supported: {', '.join(supported_operations())}") from None
+    adapter = _ADAPTERS.get(operation)
+    if adapter is None:
+        if "Timestamp" not in table.column_names:
+            raise ValueError(f"no timeline/export view for {operation} jobs yet (and its table has no "
+                             f"Timestamp); supported: {', '.join(supported_operations())}")
+        adapter = _generic
     out = adapter(table, **context) if context else adapter(table)
     if out.num_rows:
         out = out.take(pc.sort_indices(out, [("Timestamp", "ascending"), ("Row", "ascending")]))
@@ -157,6 +158,45 @@ def face_tracks(timestamps: np.ndarray, boxes: dict[str, np.ndarray], embeddings
 
 
 # -- adapters ---------------------------------------------------------------------------
+_NAME_FIELDS = ("Name", "DetectedText", "Type", "Index", "Id")
+
+
+def _find(schema_fields, wanted: tuple[str, ...], path=(), depth: int = 3):
+    """The path of the first (breadth-first) struct field named one of ``wanted``."""
+    level = [(path + (f.name,), f) for f in schema_fields]
+    while level and depth:
+        for name in wanted:
+            for p, f in level:
+                if f.name == name:
+                    return p
+        level = [(p + (c.name,), c) for p, f in level if pa.types.is_struct(f.type) for c in f.type]
+        depth -= 1
+    return None
+
+
+def _generic(table: pa.Table) -> pa.Table:
+    """Any table with a Timestamp: a row per result; the lane is its first Name /
+    DetectedText / Type / Index / Id field (top level or nested), the box its first
+    BoundingBox, the confidence its first Confidence. Lets new operations show in the
+    player and timelines before they register their own adapter."""
+    n = table.num_rows
+    fields = list(table.schema)
+
+    def column(path):
+        col = table.column(path[0])
+        return _field(col, *path[1:]) if len(path) > 1 else col.combine_chunks()
+
+    name_path = _find(fields, _NAME_FIELDS)
+    lane = (pc.cast(column(name_path), pa.string()).fill_null("(none)") if name_path
+            else pa.array(["result"] * n, pa.string()))
+    box_path = _find(fields, ("BoundingBox",))
+    box = _box_columns(column(box_path)) if box_path else {k: np.full(n, np.nan) for k in ("Left", "Top", "Width", "Height")}
+    conf_path = _find(fields, ("Confidence",))
+    conf = _num(column(conf_path)) if conf_path else np.full(n, np.nan)
+    return build(_num(table.column("Timestamp"), np.int64, 0), _frame_numbers(table, n), lane, lane, conf, box,
+                 np.arange(n))
+
+
 @register("StartFaceDetection", "face track")
 def _faces(table: pa.Table, embeddings: np.ndarray | None = None, cuts_ms=None) -> pa.Table:
     n = table.num_rows
@@ -181,13 +221,15 @@ class JobView:
                  request: dict | None = None, video_path=None, job_id: str | None = None, *,
                  identity: str = "auto", cuts_ms=None):
         """``identity`` (face detection): ``"auto"`` uses face embeddings and shot cuts
-        when the video and face pack are available, ``"boxes"`` links boxes only;
+        when the video and face pack are available and the job has at most
+        ``MAX_IDENTITY_ROWS`` face rows (5000: about a minute of work on 2 cores),
+        ``"embeddings"`` always does, ``"boxes"`` links boxes only;
         ``cuts_ms``: shot-cut timestamps from a shot detector (then the cheap
         histogram cut check is not used)."""
         from pathlib import Path
 
-        if identity not in ("auto", "boxes"):
-            raise ValueError("identity must be 'auto' or 'boxes'")
+        if identity not in ("auto", "embeddings", "boxes"):
+            raise ValueError("identity must be 'auto', 'embeddings' or 'boxes'")
         self.identity = identity
         self.cuts_ms = None if cuts_ms is None else [int(c) for c in cuts_ms]
         self.identity_note = ""
@@ -266,6 +308,11 @@ class JobView:
         context = {"cuts_ms": self.cuts_ms}
         if self.identity == "boxes" or not self.table.num_rows:
             self.identity_note = "tracks from boxes" + (" and the given cuts" if self.cuts_ms else "")
+            return context
+        if self.identity == "auto" and self.table.num_rows > MAX_IDENTITY_ROWS:
+            self.identity_note = (f"tracks from boxes only: {self.table.num_rows} face rows is over "
+                                  f"{MAX_IDENTITY_ROWS} (JobView(..., identity='embeddings') embeds them all; "
+                                  "cuts_ms= gives shot cuts)")
             return context
         if self.source is None:
             self.identity_note = f"tracks from boxes only ({self._source_error})"
@@ -377,6 +424,9 @@ def _celebrities(table: pa.Table) -> pa.Table:
 
 
 UNMATCHED = "no match"
+
+#: Face rows up to which ``identity="auto"`` embeds every face (see JobView).
+MAX_IDENTITY_ROWS = 5000
 
 
 @register("StartFaceSearch", "person")

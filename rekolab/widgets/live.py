@@ -42,6 +42,7 @@ import numpy as np
 
 from .frames import draw_boxes, to_png
 from .lanes import lane_color
+from .static_fallback import StaticFallback, stack_pngs
 
 __all__ = ["LiveView", "parse_record"]
 
@@ -122,7 +123,7 @@ def _fmt_best(value) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{value:.1f}"
 
 
-class LiveView(widgets.VBox):
+class LiveView(StaticFallback, widgets.VBox):
     """A widget that follows a stream processor's records as they arrive."""
 
     def __init__(self, title: str = "stream", *, video=None, window_s: float = 60.0, max_lanes: int = 12,
@@ -337,3 +338,6 @@ class LiveView(widgets.VBox):
         buf = io.BytesIO()
         canvas.print_png(buf)
         return buf.getvalue()
+
+    def _static_png(self) -> bytes:
+        return stack_pngs([self.image.value, self.frame_image.value])

@@ -21,11 +21,12 @@ import numpy as np
 from .detections import JobView
 from .lanes import DEFAULT_MAX_BINS, DEFAULT_MAX_LANES, plot_timeline, plural
 from .viewer import FrameViewer
+from .static_fallback import StaticFallback, stack_pngs
 
 __all__ = ["Timeline"]
 
 
-class Timeline(widgets.VBox):
+class Timeline(StaticFallback, widgets.VBox):
     """One lane per face track / label / celebrity / matched person, a minimum
     confidence slider, a lane filter, and a frame viewer under it."""
 
@@ -167,3 +168,6 @@ class Timeline(widgets.VBox):
                 stack.extend(c for c in items if isinstance(c, widgets.Widget))
         return total
 
+    def _static_png(self) -> bytes:
+        """The lanes (with the cursor) over the current frame: a picture for saved notebooks."""
+        return stack_pngs([self.image.value, self.viewer.image.value])

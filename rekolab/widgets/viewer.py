@@ -20,11 +20,12 @@ import numpy as np
 from .detections import JobView
 from .frames import blank_frame, draw_boxes, to_png
 from .lanes import lane_color
+from .static_fallback import StaticFallback
 
 __all__ = ["FrameViewer"]
 
 
-class FrameViewer(widgets.VBox):
+class FrameViewer(StaticFallback, widgets.VBox):
     """A frame at a chosen time with boxes and names drawn (an ipywidgets VBox)."""
 
     def __init__(self, view: JobView, *, lanes: list[str] | None = None, min_confidence: float = 0.0,
@@ -164,3 +165,6 @@ class FrameViewer(widgets.VBox):
                 f"<span style='color:{c}'>{html.escape(n)}</span>"
                 + (f" {cf:.0f}" if cf is not None else "") for n, cf, c in labels[:40]))
         self.caption.value = " · ".join(parts)
+
+    def _static_png(self) -> bytes:
+        return bytes(self.image.value)
