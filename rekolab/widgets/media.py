@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["BrowserVideo", "video_for_browser", "make_proxy", "jupyter_files_url", "DEFAULT_MAX_BYTES",
-           "still_picture"]
+           "still_picture", "video_start_s"]
 
 DEFAULT_MAX_BYTES = 48 * 1024 * 1024
 PROXY_WIDTH = 426
@@ -91,6 +91,18 @@ def jupyter_files_url(path: Path) -> str | None:
             continue
         return f"{server.get('base_url', '/')}files/{quote(rel.as_posix())}"
     return None
+
+
+def video_start_s(path) -> float:
+    """The video stream's start time in seconds (its first PTS): what a browser's
+    ``<video>`` media time reads at the frame rekolab calls Timestamp 0."""
+    if path is None or not Path(path).is_file():
+        return 0.0
+    import av
+
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return float(v.start_time * v.time_base) if v.start_time is not None else 0.0
 
 
 def make_proxy(path: Path, out: Path, width: int = PROXY_WIDTH, fps: int = PROXY_FPS,

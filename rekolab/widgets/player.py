@@ -36,7 +36,7 @@ import traitlets
 
 from .detections import JobView
 from .lanes import DEFAULT_MAX_BINS, lane_color
-from .media import DEFAULT_MAX_BYTES, jpeg_data_url, still_picture, video_for_browser
+from .media import DEFAULT_MAX_BYTES, jpeg_data_url, still_picture, video_for_browser, video_start_s
 from .static_fallback import StaticFallback
 
 __all__ = ["Player", "GALLERY_KINDS"]
@@ -98,6 +98,9 @@ class Player(StaticFallback, anywidget.AnyWidget):
             "duration_ms": int(lanes_obj.duration_ms), "sample_interval_ms": float(view.sample_interval_ms),
             "bin_ms": float(lanes_obj.bin_ms), "n_bins": int(lanes_obj.n_bins), "max_height_px": int(max_height_px),
             "delivery": src.how,
+            # The <video> element's media time of a result at Timestamp 0: the video
+            # stream's start (a proxy is rewritten to start at 0).
+            "offset_s": 0.0 if src.how in ("proxy", "none") else video_start_s(view.video_path),
         }
         super().__init__(
             video=src.data, video_url=src.url, video_mime=src.mime, video_note=src.note, meta=meta,

@@ -40,11 +40,11 @@ function render({ model, el: root }) {
   const overlay = el("canvas", "rk-overlay", stage);
   const controls = el("div", "rk-controls", wrap);
   const btn = (label, tip, fn) => { const b = el("button", "rk-btn", controls, label); b.title = tip; b.onclick = (e) => { e.preventDefault(); fn(); wrap.focus(); }; return b; };
-  const prevHit = btn("⏮", "previous frame with a box (J)", () => jump(-1));
+  const prevHit = btn("◀◀", "previous frame with a box (J)", () => jump(-1));
   const prevFrame = btn("◀|", "previous frame (←)", () => stepFrame(-1));
   const play = btn("▶", "play / pause (space or K)", () => toggle());
   const nextFrame = btn("|▶", "next frame (→)", () => stepFrame(+1));
-  const nextHit = btn("⏭", "next frame with a box (L)", () => jump(+1));
+  const nextHit = btn("▶▶", "next frame with a box (L)", () => jump(+1));
   const seek = el("input", "rk-seek", controls); seek.type = "range"; seek.min = 0; seek.step = "any"; seek.value = 0;
   const clock = el("span", "rk-clock", controls);
   const confLabel = el("label", "rk-conf", controls, "min conf ");
@@ -118,9 +118,13 @@ function render({ model, el: root }) {
   ro.observe(wrap);
 
   // ---- time ----------------------------------------------------------------------------------
-  let mediaTime = 0;         // seconds: the presented frame's media time
+  // Times here are result times (s): a frame's PTS minus the video stream's start
+  // (meta.offset_s), the axis of the results' Timestamp; the <video> element's own
+  // media time is offset_s later (the Hamilton clip's video starts at 0.852 s).
+  let mediaTime = 0;         // seconds: the presented frame, in result time
+  const off = () => meta().offset_s || 0;
   const frameS = () => 1 / (meta().fps || 25);
-  function duration() { return (isFinite(video.duration) && video.duration > 0) ? video.duration : meta().duration_ms / 1000; }
+  function duration() { return meta().duration_ms / 1000; }
 
   // The result shown at media time t (s): the latest result timestamp at or before the
   // frame (a result's Timestamp is its frame's PTS in ms rounded down), held until the
@@ -184,6 +188,7 @@ function render({ model, el: root }) {
         + `${boxes.length} box${boxes.length === 1 ? "" : "es"}` + (tags.length ? ` · on the frame: ${tags.map((g) => g.text).join(", ")}` : "");
     wrap.dataset.boxes = String(boxes.length);
     wrap.dataset.mediaTime = mediaTime.toFixed(6);
+    wrap.dataset.videoTime = video.currentTime.toFixed(6);
   }
 
   // ---- lanes ----------------------------------------------------------------------------------
@@ -316,15 +321,15 @@ function render({ model, el: root }) {
     // A result's Timestamp is its frame's PTS rounded down to the ms: seek 1 ms in.
     const target = Math.max(0, Math.min(duration(), t + (exactResult ? 0.001 : 0)));
     mediaTime = target;
-    if (video.src) video.currentTime = target;
+    if (video.src) video.currentTime = target + off();
     drawAll();
     pushTime(true);
   }
   function stepFrame(dir) {
     video.pause();
+    // From the presented frame's own time: a quarter frame into the next (or previous) one.
     const f = frameS();
-    const cur = Math.floor(mediaTime / f + 1e-6);
-    seekTo(Math.max(0, (cur + dir) * f + f / 2), false);
+    seekTo(Math.max(0, mediaTime + dir * f + f / 4), false);
   }
   function jump(dir) {
     const here = mediaTime * 1000 + 0.5;
@@ -339,16 +344,16 @@ function render({ model, el: root }) {
 
   video.addEventListener("play", () => { play.textContent = "⏸"; pushTime(true); });
   video.addEventListener("pause", () => { play.textContent = "▶"; pushTime(true); });
-  video.addEventListener("seeked", () => { if (!hasRVFC) { mediaTime = video.currentTime; drawAll(); } pushTime(true); });
+  video.addEventListener("seeked", () => { if (!hasRVFC) { mediaTime = video.currentTime - off(); drawAll(); } pushTime(true); });
   video.addEventListener("loadedmetadata", () => { seek.max = duration(); layout(); });
   video.addEventListener("error", () => { note.textContent = "the browser cannot play this video: " + ((video.error && video.error.message) || "unsupported format"); });
 
   const hasRVFC = "requestVideoFrameCallback" in HTMLVideoElement.prototype;
   if (hasRVFC) {
-    const onFrame = (now, md) => { mediaTime = md.mediaTime; drawAll(); if (!video.paused) pushTime(false); video.requestVideoFrameCallback(onFrame); };
+    const onFrame = (now, md) => { mediaTime = md.mediaTime - off(); drawAll(); if (!video.paused) pushTime(false); video.requestVideoFrameCallback(onFrame); };
     video.requestVideoFrameCallback(onFrame);
   } else {
-    const tick = () => { if (!video.paused) { mediaTime = video.currentTime; drawAll(); pushTime(false); } requestAnimationFrame(tick); };
+    const tick = () => { if (!video.paused) { mediaTime = video.currentTime - off(); drawAll(); pushTime(false); } requestAnimationFrame(tick); };
     requestAnimationFrame(tick);
   }
   wrap.dataset.rvfc = String(hasRVFC);
@@ -378,7 +383,7 @@ function render({ model, el: root }) {
   // ---- kernel -> browser --------------------------------------------------------------------
   model.on("change:current_time", () => {
     const t = model.get("current_time");
-    if (Math.abs(t - mediaTime) > frameS() / 2) { mediaTime = t; if (video.src) video.currentTime = t; drawAll(); }
+    if (Math.abs(t - mediaTime) > frameS() / 2) { mediaTime = t; if (video.src) video.currentTime = t + off(); drawAll(); }
   });
   model.on("change:min_confidence", () => drawAll());
   model.on("change:selected", () => { drawAll(); drawGallery(); });
@@ -392,7 +397,7 @@ function render({ model, el: root }) {
   mediaTime = model.get("current_time") || 0;
   drawGallery();
   layout();
-  if (mediaTime && video.src) video.currentTime = mediaTime;
+  if (video.src) video.currentTime = mediaTime + off();
   return () => { ro.disconnect(); if (blobUrl) URL.revokeObjectURL(blobUrl); };
 }
 
