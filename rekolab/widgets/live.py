@@ -255,6 +255,13 @@ class LiveView(StaticFallback, widgets.VBox):
         recent.sort(key=lambda n: (-self.last_seen_s[n], n))
         return recent[: self.max_lanes]
 
+    def window(self) -> tuple[float, float]:
+        """The stream time the picture shows (s). It follows the stream: it grows with
+        it (a 9 s clip fills the picture), then slides once the stream is longer
+        than ``window_s``."""
+        hi = max(self._now_s * 1.02, 1.0)
+        return max(0.0, hi - self.window_s), hi
+
     def flush(self) -> None:
         """Redraw everything now."""
         self._last_render = time.monotonic()
@@ -314,10 +321,7 @@ class LiveView(StaticFallback, widgets.VBox):
         fig = Figure(figsize=(self.width_px / 100, 0.9 + 0.28 * max(len(lanes), 1)), dpi=100,
                      layout="constrained")
         ax = fig.add_subplot()
-        # The window follows the stream: it grows with it (a 9 s clip fills the
-        # picture), then slides once the stream is longer than window_s.
-        hi = max(self._now_s * 1.02, 1.0)
-        lo = max(0.0, hi - self.window_s)
+        lo, hi = self.window()
         gaps = [np.median(np.diff(np.asarray(self._points[n]))) for n in lanes if len(self._points[n]) > 1]
         bar = min(max([self.window_s / 400, 0.05] + [g for g in gaps if g > 0][:1]), 2.0)
         for row, name in enumerate(lanes):
