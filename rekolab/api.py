@@ -153,8 +153,6 @@ class Job:
         Landmarks stay one column), which reads better in a notebook. Columns that
         are null on every row (attributes no installed model produced, e.g.
         Eyeglasses or Beard) are left out unless ``keep_empty=True``."""
-        import pandas as pd
-
         return table_to_pandas(self.to_arrow(), flat=flat, keep_empty=keep_empty)
 
     def _repr_html_(self) -> str:

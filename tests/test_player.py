@@ -42,7 +42,7 @@ def bundle(widget) -> dict:
 
 def embed_still(pack, path) -> np.ndarray:
     bgr = np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1].copy()
-    boxes, _, kps = pack.detect(bgr)
+    _, _, kps = pack.detect(bgr)
     return pack.embed(bgr, kps[:1])[0]
 
 

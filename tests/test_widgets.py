@@ -398,9 +398,12 @@ def test_live_view_label_events_and_end_of_session():
     assert view.last_boxes[0]["Left"] == 0.1 and view.renders == 3
 
 
-def test_timeline_refuses_an_unknown_operation():
+def test_timeline_refuses_an_unknown_operation_without_timestamps():
     with pytest.raises(ValueError, match="no timeline"):
-        detections("StartSegmentDetection", pa.table({"Timestamp": [0]}))
+        detections("StartSomething", pa.table({"JobId": ["x"]}))
+    # A table with Timestamps gets the generic view (one "result" lane when it names nothing).
+    det = detections("StartSegmentDetection", pa.table({"Timestamp": [0]}))
+    assert det.column("Lane").to_pylist() == ["result"] and det.column("Left").null_count == 1
 
 
 
