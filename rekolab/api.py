@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,11 @@ class Job:
     def wait(self, timeout: float | None = None, progress: bool = True) -> "Job":
         """Block until the job ends (or ``timeout`` seconds); shows a tqdm progress bar
         (``tqdm.auto``: a widget in notebooks, text in a terminal)."""
+        start = time.monotonic()
         bar, on_progress = (self._progress_bar(self._client.jobs.planned_total(self.id, timeout))
                             if progress else (None, None))
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - start))
         try:
             self._client.jobs.wait(self.id, timeout, on_progress)
         finally:

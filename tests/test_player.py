@@ -278,3 +278,24 @@ def test_live_view_window_follows_the_stream_and_no_nan():
     view.flush()
     assert "nan" not in view.table.value.lower() and "90.0" in view.table.value
     assert "image/png" in bundle(view)
+
+
+def test_jupyter_files_url_uses_the_kernels_own_server(tmp_path, monkeypatch):
+    pytest.importorskip("jupyter_server")
+    import jupyter_server.serverapp as serverapp
+
+    from rekolab.widgets.media import jupyter_files_url
+
+    video = tmp_path / "media" / "a clip.mp4"
+    video.parent.mkdir()
+    video.write_bytes(b"x")
+    servers = [{"pid": 11, "root_dir": str(tmp_path / "elsewhere"), "base_url": "/other/"},
+               {"pid": 12, "root_dir": str(tmp_path), "base_url": "/lab-a/"},
+               {"pid": 13, "root_dir": str(tmp_path), "base_url": "/lab-b/"}]
+    monkeypatch.setattr(serverapp, "list_running_servers", lambda: iter(servers))
+    monkeypatch.delenv("JPY_PARENT_PID", raising=False)
+    assert jupyter_files_url(video) == "/lab-a/files/media/a%20clip.mp4"
+    monkeypatch.setenv("JPY_PARENT_PID", "13")
+    assert jupyter_files_url(video) == "/lab-b/files/media/a%20clip.mp4"
+    monkeypatch.setenv("JPY_PARENT_PID", "11")
+    assert jupyter_files_url(video) is None  # the kernel's server cannot serve it

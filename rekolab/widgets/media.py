@@ -81,6 +81,11 @@ def jupyter_files_url(path: Path) -> str | None:
         return None
     from urllib.parse import quote
 
+    # A kernel started by a Jupyter server knows its pid: use that server only (another
+    # server on this machine would hand the browser a URL it cannot reach).
+    parent = os.environ.get("JPY_PARENT_PID")
+    if parent and any(str(s.get("pid")) == parent for s in servers):
+        servers = [s for s in servers if str(s.get("pid")) == parent]
     for server in servers:
         root = server.get("root_dir") or server.get("notebook_dir")
         if not root:
