@@ -4,6 +4,7 @@ a synthetic 1-hour results table."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import json
 import time
@@ -430,6 +431,10 @@ def test_label_lanes_boxes_and_frame_labels(tmp_path, models_dir, media):
     drawn = {b["Lane"] for b in tl.viewer.boxes}
     assert {"Dog", "Bicycle"} <= drawn
     assert "Animal" in tl.viewer.frame_labels and "Dog" not in tl.viewer.frame_labels
+    if importlib.util.find_spec("anywidget"):  # the player draws instance boxes; scene labels ride along
+        p = job.player()
+        assert {"Dog", "Bicycle"} <= {b["Lane"] for b in p.boxes if b["Left"] is not None}
+        assert "Animal" in {b["Lane"] for b in p.boxes if b["Left"] is None} and p.gallery == {}
     dog = next(b for b in tl.viewer.boxes if b["Lane"] == "Dog")
     # YOLOX on dog.jpg (768x576): dog at about [133,207,326,543] px.
     assert dog["Left"] * 768 == pytest.approx(133, abs=25) and dog["Top"] * 576 == pytest.approx(207, abs=25)
@@ -466,6 +471,11 @@ def test_celebrity_and_face_search_lanes(tmp_path, models_dir, media):
     assert ax.get_ylabel() == "person" and {t.get_text() for t in ax.get_yticklabels()} == {"obama", "no match"}
     tl = search.timeline(lanes=["obama"])
     assert tl.visible_lanes == ["obama"] and [b["Lane"] for b in tl.viewer.boxes] == ["obama"]
+    # The player takes both job types: boxes at the frame, a gallery per person.
+    pytest.importorskip("anywidget")
+    for job, name in ((celeb, "Barack Obama"), (search, "obama")):
+        p = job.player()
+        assert name in [b["Lane"] for b in p.boxes] and list(p.gallery)[:1] == [name]
 
 
 def test_live_view_follows_real_stream_processors(tmp_path, models_dir, media):

@@ -34,7 +34,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from .detections import JobView
+from .detections import UNMATCHED, JobView
 from .lanes import DEFAULT_MAX_BINS, lane_color
 from .media import DEFAULT_MAX_BYTES, jpeg_data_url, still_picture, video_for_browser, video_start_s
 from .static_fallback import StaticFallback
@@ -153,6 +153,8 @@ class Player(StaticFallback, anywidget.AnyWidget):
         df = df[df["Left"].notna()]
         picks = []
         for lane, g in df.groupby("Lane", sort=False):
+            if lane == UNMATCHED:  # many different people: no gallery
+                continue
             g = g.sort_values("Confidence", ascending=False).drop_duplicates("Timestamp")
             picks.append((lane, g.head(per_lane)))
         lanes_obj = self.view.lanes()
