@@ -53,18 +53,25 @@ def people(pack):
             "obama": np.mean([embed_still(pack, FACES / n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg")], 0)}
 
 
-def who_per_lane(view, pack, people) -> dict[str, set[str]]:
-    """For each lane: the people (by cosine with their stills, >= 0.3 and better than
-    the other) its faces are, embedded independently of the view."""
+def row_embeddings(view, pack) -> np.ndarray:
+    """An embedding per row of the job's table, computed independently of any view."""
     from rekolab.analysis.identity import face_evidence
 
+    t = view.table
+    box = np.stack([t.column("BoundingBox").combine_chunks().field(c).to_numpy(zero_copy_only=False)
+                    for c in ("Left", "Top", "Width", "Height")], 1)
+    emb, _ = face_evidence(view.video_path, t.column("Timestamp").to_numpy(), None, box, pack=pack)
+    return emb
+
+
+def who_per_lane(view, row_emb, people) -> dict[str, set[str]]:
+    """For each lane: the people its faces are (cosine with their stills >= 0.3, the best)."""
     det = view.detections
-    box = np.stack([det.column(c).to_numpy() for c in ("Left", "Top", "Width", "Height")], 1)
-    emb, _ = face_evidence(view.video_path, det.column("Timestamp").to_numpy(), None, box, pack=pack)
     out: dict[str, set[str]] = {}
     names = list(people)
     refs = np.stack([people[n] / np.linalg.norm(people[n]) for n in names])
-    for lane, e in zip(det.column("Lane").to_pylist(), emb):
+    for lane, row in zip(det.column("Lane").to_pylist(), det.column("Row").to_pylist()):
+        e = row_emb[row]
         if np.isnan(e).any():
             continue
         cos = refs @ e
@@ -87,17 +94,18 @@ def test_no_face_lane_holds_two_people_on_the_hamilton_clip(hamilton, pack, peop
     job, home = hamilton
     monkeypatch.setenv("REKOLAB_HOME", str(home))
     view = job.view()
-    who = who_per_lane(view, pack, people)
+    row_emb = row_embeddings(view, pack)
+    who = who_per_lane(view, row_emb, people)
     assert any(w == {"miranda"} for w in who.values()) and any(w == {"obama"} for w in who.values())
     assert all(len(w) == 1 for w in who.values()), who
     assert "embeddings" in view.identity_note
     # The defect this fixes: boxes alone join Miranda and Obama across the 7.2 s cut.
     boxes_only = JobView(view.table, view.operation, view.video_metadata, view.request, view.video_path,
                          identity="boxes")
-    assert any(len(w) == 2 for w in who_per_lane(boxes_only, pack, people).values())
+    assert any(len(w) == 2 for w in who_per_lane(boxes_only, row_emb, people).values())
     # Embeddings alone (no cut list at all) already keep the lanes apart.
     no_cuts = JobView(view.table, view.operation, view.video_metadata, view.request, view.video_path, cuts_ms=[])
-    assert all(len(w) == 1 for w in who_per_lane(no_cuts, pack, people).values())
+    assert all(len(w) == 1 for w in who_per_lane(no_cuts, row_emb, people).values())
     # Lanes are numbered by first appearance, and the picture is in their order.
     firsts = [int(view.detections.filter(pa.compute.equal(view.detections["Lane"], n))["Timestamp"][0].as_py())
               for n in view.lanes().names]
@@ -127,7 +135,7 @@ def test_synthetic_video_two_people_in_one_place(tmp_path, pack, people, monkeyp
     video = write_video(tmp_path / "two.mp4", frames, fps=10)
     job = rk.start_face_detection(video).wait(progress=False)
     view = job.view()
-    who = who_per_lane(view, pack, people)
+    who = who_per_lane(view, row_embeddings(view, pack), people)
     assert sorted(map(sorted, who.values())) == [["miranda"], ["obama"]], who
     lanes = view.lanes().names
     assert lanes == ["face 1", "face 2"]
@@ -166,7 +174,7 @@ def test_player_data_boxes_and_static_picture(hamilton, monkeypatch):
     assert p.gallery and all(1 <= len(v) <= 3 for v in p.gallery.values())
     assert all(v[0]["src"].startswith("data:image/jpeg;base64,") for v in p.gallery.values())
     t = int(det["Timestamp"][len(det) // 2].as_py())
-    p.seek(t / 1000 + 0.05)  # between samples: the last analysed frame is held
+    p.seek(t / 1000 + 0.05)  # between samples: the nearest analysed frame (within 100 ms) is shown
     assert p.boxes and all(b["Timestamp"] == t for b in p.boxes)
     p.min_confidence = 101
     assert p.boxes == []
@@ -299,3 +307,18 @@ def test_jupyter_files_url_uses_the_kernels_own_server(tmp_path, monkeypatch):
     assert jupyter_files_url(video) == "/lab-b/files/media/a%20clip.mp4"
     monkeypatch.setenv("JPY_PARENT_PID", "11")
     assert jupyter_files_url(video) is None  # the kernel's server cannot serve it
+
+
+def test_face_embedding_emits_no_third_party_warnings(pack):
+    """insightface's alignment calls a deprecated scikit-image API on every face; rekolab
+    silences that one warning at its source, even after the filters were reset."""
+    import warnings
+
+    bgr = np.asarray(Image.open(FACES / "obama.jpg").convert("RGB"))[:, :, ::-1].copy()
+    _, _, kps = pack.detect(bgr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        pack.embed(bgr, kps)
+        pack.embed(bgr, kps)
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]

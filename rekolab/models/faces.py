@@ -129,6 +129,9 @@ class FacePack:
             raise RuntimeError(f"face pack {self.name!r} has no recognition model")
         from insightface.utils import face_align
 
+        # Again here, not only at load: a test runner or a user may reset the filters.
+        # (filterwarnings replaces an identical filter rather than adding a copy.)
+        quiet_third_party_warnings()
         out = []
         for k in kps:
             crop = face_align.norm_crop(frame_bgr, landmark=k, image_size=rec.input_size[0])

@@ -15,9 +15,9 @@ next box), the lanes timeline (click a lane to seek to its nearest result, hover
 for name, confidence and time, click a name to show only that lane) and a
 gallery of each face / celebrity / person lane's best crops (click to seek).
 
-A result is drawn solid on the frame it came from and dashed while it is held
-until the next sample (results come from sampled frames, 5 a second by
-default; the video plays every frame).
+A result is drawn solid on the frame it came from and dashed on the frames
+within half a sampling interval of it (results come from sampled frames, 5 a
+second by default; the video plays every frame).
 
 What is sent: the detections table (:mod:`rekolab.widgets.detections`) as typed
 arrays (Timestamp float64, lane int32, confidence float32, box 4 x float32: 32
@@ -125,14 +125,12 @@ class Player(StaticFallback, anywidget.AnyWidget):
 
     @property
     def boxes(self) -> list[dict]:
-        """What the overlay draws now: the result held at ``current_time`` that passes
-        the filters (the same rule as the browser)."""
-        t_ms = self.current_time * 1000.0 + 0.5
-        uts = self.view.timestamps()
-        k = int(np.searchsorted(uts, t_ms, side="right")) - 1
-        if k < 0 or t_ms - uts[k] > self.view.sample_interval_ms:
+        """What the overlay draws now: the rows of the result nearest ``current_time``
+        (within half a sampling interval) that pass the filters (the browser's rule)."""
+        nearest = self.view.nearest_timestamp(int(round(self.current_time * 1000.0)))
+        if nearest is None:
             return []
-        rows = self.view.rows_at(int(uts[k])).to_pylist()
+        rows = self.view.rows_at(nearest).to_pylist()
         chosen = set(self.selected)
         out = []
         for r in rows:

@@ -126,16 +126,18 @@ function render({ model, el: root }) {
   const frameS = () => 1 / (meta().fps || 25);
   function duration() { return meta().duration_ms / 1000; }
 
-  // The result shown at media time t (s): the latest result timestamp at or before the
-  // frame (a result's Timestamp is its frame's PTS in ms rounded down), held until the
-  // next sample. exact: this very frame was analysed.
+  // The result shown at time t (s): the nearest result timestamp within half a
+  // sampling interval (the frame viewer's rule), so a held box never crosses into the
+  // next sample's frames. A result's Timestamp is its frame's PTS in ms rounded down:
+  // exact means this very frame was analysed.
   function resultAt(t) {
-    const ms = t * 1000 + 0.5;
-    const k = upper(D.uts, ms) - 1;
-    if (k < 0) return null;
-    const r = D.uts[k];
-    if (ms - r > (meta().sample_interval_ms || 200)) return null;
-    return { k, r, exact: ms - r < 1.5 };
+    const ms = t * 1000;
+    const k = upper(D.uts, ms + 0.5);
+    let best = -1;
+    for (const j of [k - 1, k]) if (j >= 0 && j < D.uts.length && (best < 0 || Math.abs(D.uts[j] - ms) < Math.abs(D.uts[best] - ms))) best = j;
+    if (best < 0 || Math.abs(D.uts[best] - ms) > (meta().sample_interval_ms || 200) / 2) return null;
+    const r = D.uts[best];
+    return { k: best, r, exact: ms - r > -0.5 && ms - r < 1.5 };
   }
 
   function boxesAt(t) {
@@ -184,7 +186,7 @@ function render({ model, el: root }) {
     const frame = Math.round(mediaTime * (meta().fps || 25));
     clock.textContent = `${fmtTime(mediaTime)} · frame ${frame}`;
     caption.textContent = !hit ? "no results at this time"
-      : `${hit.exact ? "analysed frame" : "last analysed frame"} ${(hit.r / 1000).toFixed(3)} s · `
+      : `${hit.exact ? "analysed frame" : "nearest analysed frame"} ${(hit.r / 1000).toFixed(3)} s · `
         + `${boxes.length} box${boxes.length === 1 ? "" : "es"}` + (tags.length ? ` · on the frame: ${tags.map((g) => g.text).join(", ")}` : "");
     wrap.dataset.boxes = String(boxes.length);
     wrap.dataset.mediaTime = mediaTime.toFixed(6);
