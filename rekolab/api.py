@@ -39,11 +39,17 @@ def table_to_pandas(table: pa.Table, flat: bool = False, keep_empty: bool = Fals
     :meth:`Job.to_pandas`)."""
     import pandas as pd
 
+    from .results.schema import DEFAULT_FACE_KEYS, FACE_DETAIL_FIELDS
+
+    # Face attributes a model may not produce (Eyeglasses, Beard, ...); other null
+    # columns (e.g. a label's ClipConfidence when CLIP did not score it) keep their meaning.
+    optional = {name for name, _ in FACE_DETAIL_FIELDS} - set(DEFAULT_FACE_KEYS)
+    if not keep_empty and table.num_rows:
+        table = table.select([i for i, (f, col) in enumerate(zip(table.schema, table.columns))
+                              if f.name not in optional or col.null_count < table.num_rows])
     if flat:
         while any(pa.types.is_struct(f.type) for f in table.schema):
             table = table.flatten()  # names children "Parent.Child"
-    if not keep_empty and table.num_rows:
-        table = table.select([i for i, col in enumerate(table.columns) if col.null_count < table.num_rows])
     return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
@@ -154,9 +160,9 @@ class Job:
 
         ``flat=True`` spreads nested structs into one column per member
         (``BoundingBox.Left``, ``Pose.Yaw``, ``AgeRange.Low``; lists such as
-        Landmarks stay one column), which reads better in a notebook. Columns that
-        are null on every row (attributes no installed model produced, e.g.
-        Eyeglasses or Beard) are left out unless ``keep_empty=True``."""
+        Landmarks stay one column), which reads better in a notebook. Face attribute
+        columns that are null on every row (attributes no installed model produced,
+        e.g. Eyeglasses or Beard) are left out unless ``keep_empty=True``."""
         return table_to_pandas(self.to_arrow(), flat=flat, keep_empty=keep_empty)
 
     def _repr_html_(self) -> str:
