@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,25 @@ def video_param(video: Any) -> dict:
 
 def _params(**kwargs) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def table_to_pandas(table: pa.Table, flat: bool = False, keep_empty: bool = False):
+    """An Arrow results table as a DataFrame with ``pd.ArrowDtype`` columns (see
+    :meth:`Job.to_pandas`)."""
+    import pandas as pd
+
+    from .results.schema import DEFAULT_FACE_KEYS, FACE_DETAIL_FIELDS
+
+    # Face attributes a model may not produce (Eyeglasses, Beard, ...); other null
+    # columns (e.g. a label's ClipConfidence when CLIP did not score it) keep their meaning.
+    optional = {name for name, _ in FACE_DETAIL_FIELDS} - set(DEFAULT_FACE_KEYS)
+    if not keep_empty and table.num_rows:
+        table = table.select([i for i, (f, col) in enumerate(zip(table.schema, table.columns))
+                              if f.name not in optional or col.null_count < table.num_rows])
+    if flat:
+        while any(pa.types.is_struct(f.type) for f in table.schema):
+            table = table.flatten()  # names children "Parent.Child"
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 class Job:
@@ -83,28 +103,49 @@ class Job:
         return f"Job({self.id[:12]}…, {r.operation}, {r.status}{extra})"
 
     # -- waiting ---------------------------------------------------------------------
+    def _progress_bar(self, total: int):
+        """A tqdm.auto bar over the job's ``total`` sampled frames (known before the bar
+        is made: a notebook bar needs it at creation) and its listener; (None, None)
+        without a total (a job not running in this process)."""
+        if not total:
+            return None, None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc=self.operation.removeprefix("Start"), leave=False)
+
+        def on_progress(done: int, _total: int):
+            bar.update(done - bar.n)
+        return bar, on_progress
+
     def wait(self, timeout: float | None = None, progress: bool = True) -> "Job":
-        """Block until the job ends (or ``timeout`` seconds); shows a tqdm progress bar."""
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=0, unit="frame", desc=self.operation, leave=False)
-
-            def on_progress(done: int, total: int):
-                if bar.total != total:
-                    bar.total = total
-                bar.n = done
-                bar.refresh()
+        """Block until the job ends (or ``timeout`` seconds); shows a tqdm progress bar
+        (``tqdm.auto``: a widget in notebooks, text in a terminal)."""
+        start = time.monotonic()
+        bar, on_progress = (self._progress_bar(self._client.jobs.planned_total(self.id, timeout))
+                            if progress else (None, None))
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - start))
         try:
-            self._client.jobs.wait(self.id, timeout, on_progress if bar is not None else None)
+            self._client.jobs.wait(self.id, timeout, on_progress)
         finally:
             if bar is not None:
                 bar.close()
         return self
 
     def __await__(self):
-        return asyncio.to_thread(self.wait, None, False).__await__()
+        """``await job`` in a notebook cell: the same progress bar, without blocking
+        the kernel's event loop."""
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> "Job":
+        # The bar is made here, in the kernel's thread, so a notebook shows it in this cell.
+        bar, on_progress = self._progress_bar(await asyncio.to_thread(self._client.jobs.planned_total, self.id))
+        try:
+            await asyncio.to_thread(self._client.jobs.wait, self.id, None, on_progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self
 
     # -- results ---------------------------------------------------------------------
     def to_arrow(self) -> pa.Table:
@@ -114,11 +155,36 @@ class Job:
             raise RuntimeError(f"job {self.id} {record.status}: {record.status_message}")
         return self._client.jobs.table(self.id)
 
-    def to_pandas(self):
-        """A DataFrame with ``pd.ArrowDtype`` columns (nested structs stay Arrow)."""
-        import pandas as pd
+    def to_pandas(self, flat: bool = False, keep_empty: bool = False):
+        """A DataFrame with ``pd.ArrowDtype`` columns.
 
-        return self.to_arrow().to_pandas(types_mapper=pd.ArrowDtype)
+        ``flat=True`` spreads nested structs into one column per member
+        (``BoundingBox.Left``, ``Pose.Yaw``, ``AgeRange.Low``; lists such as
+        Landmarks stay one column), which reads better in a notebook. Face attribute
+        columns that are null on every row (attributes no installed model produced,
+        e.g. Eyeglasses or Beard) are left out unless ``keep_empty=True``."""
+        return table_to_pandas(self.to_arrow(), flat=flat, keep_empty=keep_empty)
+
+    def _repr_html_(self) -> str:
+        """A summary card in notebooks: status, video, rows and what is in them."""
+        import html
+
+        r = self._record
+        video = (r.request.get("Video") or {})
+        name = video.get("Path") or (video.get("S3Object") or {}).get("Name") or ""
+        meta = r.video_metadata or {}
+        rows = [("operation", r.operation), ("status", r.status + (f": {r.status_message}" if r.status_message else "")),
+                ("video", f"{os.path.basename(str(name))} · {meta.get('FrameWidth')}×{meta.get('FrameHeight')} · "
+                          f"{(meta.get('DurationMillis') or 0) / 1000:.1f} s"),
+                ("job id", self.id)]
+        if r.status == "IN_PROGRESS":
+            done, total = self._client.jobs.progress(self.id)
+            rows.append(("progress", f"{done}/{total} frames"))
+        if r.status == "SUCCEEDED":
+            rows.append(("results", f"{r.rows} rows from {r.sampled_frames} sampled frames"))
+        body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table class='rekolab-job'>{body}</table>"
 
     def to_parquet(self, path: str | os.PathLike) -> Path:
         """Write the results to ``path``; the request and VideoMetadata travel in the
@@ -156,6 +222,19 @@ class Job:
         from .widgets.timeline import Timeline
 
         return Timeline(self.view(), **kwargs)
+
+    def player(self, **kwargs):
+        """An anywidget video player: the video in the browser with this job's boxes
+        and names drawn on the frames they came from, frame steps, keyboard
+        shortcuts, clickable lanes and a per-track gallery (see
+        :mod:`rekolab.widgets.player`). Keywords: ``min_confidence``, ``lanes``,
+        ``url`` (serve the video yourself), ``max_bytes``, ``proxy``, ``gallery``."""
+        from .models import require
+
+        require("anywidget", "notebook")
+        from .widgets.player import Player
+
+        return Player(self.view(), **kwargs)
 
     def plot(self, *, min_confidence: float = 0.0, lanes: list[str] | None = None, text: str = "",
              max_lanes: int = 30, width_in: float = 10.0, dpi: int = 100):

@@ -129,6 +129,7 @@ class _Running:
     def __init__(self, home: str):
         self.home = home  # where the job's files live, whatever REKOLAB_HOME says later
         self.done = threading.Event()
+        self.planned = threading.Event()  # set once ``total`` (sampled frames) is known
         self.total = 0
         self.completed = 0
         self.listeners: list[Callable[[int, int], None]] = []
@@ -327,6 +328,7 @@ class JobManager:
                                      VideoMetadata.from_dict(record.video_metadata)))
             record.models = analyzer.models()
             running.total = len(plan)
+            running.planned.set()
             record.sampled_frames = len(plan)
             meta = {b"rekolab": _json_bytes({
                 "JobId": record.job_id, "API": record.operation, "Request": record.request,
@@ -380,6 +382,7 @@ class JobManager:
                         (_open_dir(Path(record.home)) / record.job_id).unlink(missing_ok=True)
                     self._notify(record, video)  # before waiters wake: they may look for it
                 finally:  # whatever happens above, waiters must wake up
+                    running.planned.set()
                     running.done.set()
                     self._running.pop(record.job_id, None)
 
@@ -457,6 +460,15 @@ class JobManager:
             if on_progress is not None and on_progress in running.listeners:
                 running.listeners.remove(on_progress)
         return _UNSAVED.get((running.home, job_id)) or JobRecord.load(job_id, running.home)
+
+    def planned_total(self, job_id: str, timeout: float | None = None) -> int:
+        """The number of sampled frames the job will analyse, once its decode plan is
+        made (0 for a job this process does not run, or one that failed first)."""
+        running = self._running.get(job_id)
+        if running is None:
+            return 0
+        running.planned.wait(timeout)
+        return running.total
 
     def progress(self, job_id: str) -> tuple[int, int]:
         running = self._running.get(job_id)

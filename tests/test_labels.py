@@ -391,11 +391,22 @@ def test_a_named_model_is_required(client, stills):
     job = rk.start_label_detection(stills["dog"], models=["CLIP"], client=client)
     record = client.jobs.wait(job.id, timeout=60)
     assert record.status == "FAILED" and "CLIP was requested but cannot run" in record.status_message
-    job = rk.start_label_detection(stills["dog"], models=["DETECTOR"], extra_labels=["FORKLIFT", "pallet jack"],
-                                   client=client).wait(progress=False)
+    job = rk.start_label_detection(stills["dog"], models=["DETECTOR"], client=client).wait(progress=False)
     assert job.status == "SUCCEEDED" and job.models["Clip"]["Reason"] == "not in Models"
-    # an extra label the taxonomy already has is that label; a new one is added
-    assert job.models["Taxonomy"]["ExtraLabels"] == ["pallet jack"] and job.models["Taxonomy"]["Labels"] == 1625
+
+
+def test_extra_labels_without_clip_are_refused_at_start(client, stills, monkeypatch):
+    """ExtraLabels that no CLIP can score are refused at Start, naming how to provide
+    a checkpoint; never a job that SUCCEEDS without them."""
+    monkeypatch.delenv("REKOLAB_CLIP_CHECKPOINT", raising=False)
+    monkeypatch.setenv("REKOLAB_MODEL_DIR", "/nonexistent")  # no clip/ folder
+    for kwargs, why in ((dict(models=["DETECTOR"]), "Models leaves CLIP out"),
+                        (dict(), "downloads are off")):
+        with pytest.raises(rk.errors.InvalidParameterException) as err:
+            rk.start_label_detection(stills["dog"], extra_labels=["forklift"], client=client, **kwargs)
+        msg = str(err.value)
+        assert "ExtraLabels need CLIP" in msg and why in msg
+        assert "ClipModel={'Checkpoint'" in msg and "REKOLAB_CLIP_CHECKPOINT" in msg
 
 
 def test_download_skipped_when_the_hub_is_unreachable(client, stills, monkeypatch):

@@ -4,6 +4,7 @@ a synthetic 1-hour results table."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import json
 import time
@@ -48,6 +49,10 @@ def hamilton_job(_hamilton, monkeypatch):
     return rk.Job(job_id, rk.client())
 
 
+def longest(lanes) -> str:
+    return max(lanes.names, key=lambda n: (sum(w for _, w in lanes.runs(n)), -lanes.index(n)))
+
+
 def png(data: bytes) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
@@ -86,18 +91,20 @@ def test_plot_shows_one_lane_per_face_track(hamilton_job):
     assert fig._repr_png_()[:4] == b"\x89PNG"  # shows itself in a notebook without pyplot
     ax = fig.axes[0]
     names = [t.get_text() for t in ax.get_yticklabels()]
-    # Every face track is a lane (fewer than the 30-lane cap here), longest first.
+    # Every face track is a lane (fewer than the 30-lane cap here), in order of first appearance.
     assert names == lanes.names and 5 <= len(names) <= 30
+    assert names == sorted(names, key=lambda n: int(n.split()[1]))
     assert all(n.startswith("face ") for n in names)
     assert len(ax.collections) == len(names)  # one broken_barh per lane
     assert ax.get_xlabel() == "time (s)" and ax.get_ylabel() == "face track"
     assert ax.get_xlim() == pytest.approx((0, 9.175))
     assert "FaceDetection" in ax.get_title(loc="left") and "short_hamilton_clip.mp4" in ax.get_title(loc="left")
-    # The singer's track is the longest: present for most of the clip, drawn in lane 0's colour.
-    runs = lanes.runs(names[0])
-    assert sum(w for _, w in runs) > 5.0
-    bar_rgb = np.round(ax.collections[0].get_facecolor()[0][:3] * 255)
-    assert tuple(bar_rgb) == Image.new("RGB", (1, 1), lane_color(0)).getpixel((0, 0))  # = the viewer's boxes
+    # The singer's track is the longest (3.5-7.0 s, until the cut to Obama), drawn in its lane's colour.
+    singer = longest(lanes)
+    assert sum(w for _, w in lanes.runs(singer)) > 3.0
+    row = names.index(singer)
+    bar_rgb = np.round(ax.collections[row].get_facecolor()[0][:3] * 255)
+    assert tuple(bar_rgb) == Image.new("RGB", (1, 1), lane_color(lanes.index(singer))).getpixel((0, 0))
     # A threshold removes low-confidence tracks and keeps the order of the rest.
     strict = [t.get_text() for t in hamilton_job.plot(min_confidence=STRICT).axes[0].get_yticklabels()]
     assert 0 < len(strict) < len(names) and strict == [n for n in names if n in strict]
@@ -122,10 +129,10 @@ def test_timeline_widget_state_after_interactions(hamilton_job):
     assert picture.shape[1] == 960
 
     # Frame viewer: a time at which the singer's face is found.
-    singer = names[0]
+    singer = longest(tl.lanes)
     det = tl.view.detections.to_pandas()
     t_singer = int(det[det["Lane"] == singer]["Timestamp"].iloc[10])
-    tl.viewer.time.value = t_singer + 40  # between samples: snaps to the analysed frame
+    tl.viewer.time.value = (t_singer + 40) / 1000 # between samples: snaps to the analysed frame
     assert tl.viewer.shown_timestamp_ms == t_singer
     assert tl.viewer.frame_index == int(det[det["Timestamp"] == t_singer]["FrameNumber"].iloc[0])
     assert singer in [b["Lane"] for b in tl.viewer.boxes]
@@ -200,7 +207,7 @@ def test_one_hour_of_results_stays_bounded_and_responsive():
     assert payload < 600_000 and payload < rows_json / 10
     t0 = time.perf_counter()
     tl.min_confidence.value = 90
-    tl.viewer.time.value = 1_800_000
+    tl.viewer.time.value = 1800.0
     interact_s = time.perf_counter() - t0
     assert len(tl.visible_lanes) == 30 and all(b["Confidence"] >= 90 for b in tl.viewer.boxes)
     assert tl.payload_bytes() < 600_000
@@ -208,7 +215,7 @@ def test_one_hour_of_results_stays_bounded_and_responsive():
     # No video: the viewer draws the boxes on a grey frame of the video's size.
     ts = int(table.column("Timestamp")[3000].as_py())
     tl.min_confidence.value = 0
-    tl.viewer.time.value = ts
+    tl.viewer.time.value = ts / 1000
     assert tl.viewer.shown_timestamp_ms == ts and len(tl.viewer.boxes) == 3
     assert png(tl.viewer.image.value).shape == (540, 960, 3)  # 1280x720 scaled to 960 wide
 
@@ -396,9 +403,12 @@ def test_live_view_label_events_and_end_of_session():
     assert view.last_boxes[0]["Left"] == 0.1 and view.renders == 3
 
 
-def test_timeline_refuses_an_unknown_operation():
+def test_timeline_refuses_an_unknown_operation_without_timestamps():
     with pytest.raises(ValueError, match="no timeline"):
-        detections("StartMediaAnalysisJob", pa.table({"Timestamp": [0]}))
+        detections("StartSomething", pa.table({"JobId": ["x"]}))
+    # A table with Timestamps gets the generic view (one "result" lane when it names nothing).
+    det = detections("StartMediaAnalysisJob", pa.table({"Timestamp": [0]}))
+    assert det.column("Lane").to_pylist() == ["result"] and det.column("Left").null_count == 1
 
 
 
@@ -425,6 +435,10 @@ def test_label_lanes_boxes_and_frame_labels(tmp_path, models_dir, media):
     drawn = {b["Lane"] for b in tl.viewer.boxes}
     assert {"Dog", "Bicycle"} <= drawn
     assert "Animal" in tl.viewer.frame_labels and "Dog" not in tl.viewer.frame_labels
+    if importlib.util.find_spec("anywidget"):  # the player draws instance boxes; scene labels ride along
+        p = job.player()
+        assert {"Dog", "Bicycle"} <= {b["Lane"] for b in p.boxes if b["Left"] is not None}
+        assert "Animal" in {b["Lane"] for b in p.boxes if b["Left"] is None} and p.gallery == {}
     dog = next(b for b in tl.viewer.boxes if b["Lane"] == "Dog")
     # YOLOX on dog.jpg (768x576): dog at about [133,207,326,543] px.
     assert dog["Left"] * 768 == pytest.approx(133, abs=25) and dog["Top"] * 576 == pytest.approx(207, abs=25)
@@ -461,6 +475,11 @@ def test_celebrity_and_face_search_lanes(tmp_path, models_dir, media):
     assert ax.get_ylabel() == "person" and {t.get_text() for t in ax.get_yticklabels()} == {"obama", "no match"}
     tl = search.timeline(lanes=["obama"])
     assert tl.visible_lanes == ["obama"] and [b["Lane"] for b in tl.viewer.boxes] == ["obama"]
+    # The player takes both job types: boxes at the frame, a gallery per person.
+    pytest.importorskip("anywidget")
+    for job, name in ((celeb, "Barack Obama"), (search, "obama")):
+        p = job.player()
+        assert name in [b["Lane"] for b in p.boxes] and list(p.gallery)[:1] == [name]
 
 
 def test_live_view_follows_real_stream_processors(tmp_path, models_dir, media):

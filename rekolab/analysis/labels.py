@@ -249,6 +249,48 @@ def check_start(params: dict) -> None:
     if detector and not Path(detector).expanduser().is_file():
         raise InvalidParameterException(
             f"DetectorModel.Path: no file at {detector}; give a YOLOX .onnx export")
+    if any(e.strip() for e in params.get("ExtraLabels") or []):
+        problem = clip_unavailable(params)
+        if problem:
+            raise InvalidParameterException(
+                f"ExtraLabels need CLIP (only CLIP scores an open-vocabulary label), and {problem}. "
+                "Provide a CLIP checkpoint: ClipModel={'Checkpoint': '/path/to/open_clip_model.safetensors'} "
+                "(notebook: clip_model=...), or REKOLAB_CLIP_CHECKPOINT, or put it in "
+                f"REKOLAB_MODEL_DIR/clip/{clip_spec(params).arch}/; or start without ExtraLabels")
+
+
+def clip_unavailable(params: dict) -> str | None:
+    """Why this request's CLIP cannot run, found without loading it (None: it can, or
+    a download will be tried in the job, which then FAILS if it does not work)."""
+    import importlib.util
+
+    if "Models" in params and "CLIP" not in (params.get("Models") or []):
+        return "Models leaves CLIP out"
+    missing = [m for m in ("torch", "open_clip") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{' and '.join(missing)} is not installed (pip install 'rekolab[labels]')"
+    from ..models.clip import resolve_checkpoint
+
+    spec = clip_spec(params)
+    if resolve_checkpoint(spec) is not None:
+        return None
+    if not spec.pretrained:
+        return f"there is no weights file for {spec.arch} and no pretrained tag to download"
+    from open_clip.pretrained import is_pretrained_cfg
+
+    if is_pretrained_cfg(spec.arch, spec.pretrained) and \
+            _cached_download(spec, [None, str(_home() / "cache" / "open_clip")]) is not None:
+        return None
+    if offline_requested():
+        return (f"no CLIP weights are here ({spec.arch}/{spec.pretrained} is in no local folder or download "
+                "cache) and downloads are off (REKOLAB_OFFLINE/HF_HUB_OFFLINE)")
+    return None
+
+
+def _home():
+    from ..store import home
+
+    return home()
 
 
 # -- the taxonomy, loaded once per process ------------------------------------------------
@@ -582,7 +624,8 @@ class LabelDetectionAnalyzer:
         self.filters = parse_filters(params, self.taxonomy)
         self.labels = LabelSet.build(self.taxonomy, extra, self.filters)
         named = set(params.get("Models") or ())
-        required = {"CLIP": "CLIP" in named or "ClipModel" in params,
+        extra_wanted = any(e.strip() for e in params.get("ExtraLabels") or [])
+        required = {"CLIP": "CLIP" in named or "ClipModel" in params or extra_wanted,
                     "DETECTOR": "DETECTOR" in named or "DetectorModel" in params}
         wanted = named or set(MODEL_NAMES)
         if "ClipModel" in params:

@@ -12,6 +12,15 @@ is ``iou + cosine``; each track takes at most one detection per frame. An
 unmatched detection starts a new track. Tracks therefore break at shot cuts
 where the face jumps across the frame, and survive a missed detection or two.
 
+Two optional rules keep one identity per track (used by the notebook views of
+face detection, see :func:`rekolab.widgets.detections.face_tracks`):
+
+* ``split_cosine``: a detection whose embedding has cosine below it with the
+  track's appearance never continues that track, however much the boxes
+  overlap (two people standing in the same place across a shot cut);
+* ``cuts_ms``: shot-cut timestamps (ms, e.g. from a shot detector); no track
+  continues across a cut.
+
 Used by celebrity recognition (one name per appearance) and face search
 (``Person.Index``).
 """
@@ -53,19 +62,29 @@ class FaceTracker:
     thresholds do not depend on resolution."""
 
     def __init__(self, iou_threshold: float = 0.3, cosine_threshold: float = 0.5,
-                 max_gap_ms: int = 1000, max_center_shift: float = 0.25):
+                 max_gap_ms: int = 1000, max_center_shift: float = 0.25,
+                 split_cosine: float | None = None, cuts_ms=None):
         self.iou_threshold = iou_threshold
         self.cosine_threshold = cosine_threshold
         self.max_gap_ms = max_gap_ms
         self.max_center_shift = max_center_shift
+        self.split_cosine = split_cosine
+        self.cuts_ms = np.unique(np.asarray(list(cuts_ms or []), np.int64))
         self._tracks: list[_Track] = []
         self._next_id = 0
+        self._last_ms: int | None = None
 
     def update(self, timestamp_ms: int, boxes_xyxy: np.ndarray,
                embeddings: np.ndarray | None = None) -> list[int]:
         """Track ids for this frame's faces (same order as ``boxes_xyxy``)."""
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
         live = [t for t in self._tracks if timestamp_ms - t.last_ms <= self.max_gap_ms]
+        if self._last_ms is not None and len(self.cuts_ms):
+            # A cut in (previous frame, this frame]: every track ends there.
+            lo, hi = np.searchsorted(self.cuts_ms, [self._last_ms, timestamp_ms], side="right")
+            if hi > lo:
+                live = []
+        self._last_ms = int(timestamp_ms)
         self._tracks = live
         ids = [-1] * len(boxes)
         if live and len(boxes):
@@ -80,8 +99,8 @@ class FaceTracker:
                 score[:, j] = 0
         for j, tid in enumerate(ids):
             if tid == -1:
-                track = _Track(self._next_id, boxes[j], timestamp_ms,
-                               None if embeddings is None else np.asarray(embeddings[j], np.float64))
+                track = _Track(self._next_id, boxes[j], timestamp_ms, None)
+                self._refresh(track, timestamp_ms, boxes[j], None if embeddings is None else embeddings[j])
                 self._next_id += 1
                 self._tracks.append(track)
                 ids[j] = track.id
@@ -95,17 +114,22 @@ class FaceTracker:
             for i, t in enumerate(tracks):
                 if t.embedding is None:
                     continue
-                cos = emb @ t.embedding / np.maximum(np.linalg.norm(emb, axis=1) * np.linalg.norm(t.embedding), 1e-12)
+                with np.errstate(invalid="ignore"):
+                    cos = emb @ t.embedding / np.maximum(np.linalg.norm(emb, axis=1) * np.linalg.norm(t.embedding), 1e-12)
+                known = np.isfinite(cos)  # a face without an embedding (NaN row) links by IoU only
+                cos = np.where(known, cos, 0.0)
                 centre_t = (t.box[:2] + t.box[2:]) / 2
                 shift = np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre_t, axis=1)
                 near = (cos >= self.cosine_threshold) & (shift <= self.max_center_shift)
                 score[i] = np.where(near, iou[i] + cos, np.where(score[i] > 0, score[i] + np.maximum(cos, 0), 0))
+                if self.split_cosine is not None:
+                    score[i] = np.where(known & (cos < self.split_cosine), 0.0, score[i])
         return score
 
     @staticmethod
     def _refresh(track: _Track, ts: int, box: np.ndarray, embedding) -> None:
         track.box, track.last_ms = box, ts
-        if embedding is not None:
+        if embedding is not None and np.all(np.isfinite(embedding)):
             e = np.asarray(embedding, np.float64)
             # A running mean keeps the track's appearance stable through pose changes.
             track.embedding = e if track.embedding is None else 0.7 * track.embedding + 0.3 * e

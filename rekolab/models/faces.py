@@ -142,6 +142,9 @@ class FacePack:
             raise RuntimeError(f"face pack {self.name!r} has no recognition model")
         from .face_batch import embed_faces
 
+        # Again here, not only at load: a test runner or a user may reset the filters.
+        # (filterwarnings replaces an identical filter rather than adding a copy.)
+        quiet_third_party_warnings()
         return embed_faces(rec, frames_bgr, kps_per_frame)
 
 
@@ -155,9 +158,22 @@ def _det_input_size(height: int, width: int) -> tuple[int, int]:
 _lock = threading.Lock()
 
 
+def quiet_third_party_warnings() -> None:
+    """Silence, at their source, the third-party warnings rekolab's own calls trigger
+    and a user can do nothing about: insightface's face alignment calls
+    scikit-image's deprecated ``SimilarityTransform.estimate`` on every face (a
+    FutureWarning per call site, repeated in every notebook cell). Only that
+    message from that module is ignored; rekolab's own warnings still show."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`estimate` is deprecated", category=FutureWarning,
+                            module=r"insightface(\.|$)")
+
+
 @functools.lru_cache(maxsize=4)
 def _load(name: str, folder: str | None) -> FacePack:
     require("insightface", "faces")
+    quiet_third_party_warnings()
     from insightface.app import FaceAnalysis
 
     from ..analysis.face_attributes import FaceAttributeModels

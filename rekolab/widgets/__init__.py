@@ -9,9 +9,9 @@ from .detections import DETECTIONS_SCHEMA, JobView, detections
 from .lanes import Lanes, lane_color, plot_timeline
 
 __all__ = ["DETECTIONS_SCHEMA", "JobView", "Lanes", "detections", "lane_color", "live_view", "plot_timeline",
-           "Timeline", "FrameViewer", "LiveView"]
+           "Timeline", "FrameViewer", "LiveView", "Player"]
 
-_LAZY = {"Timeline": ".timeline", "FrameViewer": ".viewer", "LiveView": ".live"}
+_LAZY = {"Timeline": ".timeline", "FrameViewer": ".viewer", "LiveView": ".live", "Player": ".player"}
 
 
 def __getattr__(name: str):
@@ -21,6 +21,8 @@ def __getattr__(name: str):
         from ..models import require
 
         require("ipywidgets", "notebook")
+        if name == "Player":
+            require("anywidget", "notebook")
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -18,10 +18,12 @@ Row            the row of the job's table this came from (for attributes in expo
 
 Face detection rows carry no track id (Rekognition's GetFaceDetection has none):
 the face lanes are **face tracks computed at view time** by
-:class:`rekolab.analysis.tracking.FaceTracker` over the boxes alone (IoU >= 0.3
-between consecutive sampled frames, gaps up to 1 s; no embeddings, because face
-detection does not compute them). A track breaks at shot cuts, so one person can
-appear as several lanes.
+:class:`rekolab.analysis.tracking.FaceTracker` (IoU >= 0.3 between consecutive
+sampled frames, gaps up to 1 s). When the video and the face pack are at hand,
+:func:`rekolab.analysis.identity.face_evidence` adds an embedding per face and
+the shot cuts, so a track never holds two people: it breaks where consecutive
+faces disagree (cosine < 0.30) and at every cut. One person can therefore appear
+as several lanes, but one lane is one person.
 """
 from __future__ import annotations
 
@@ -63,14 +65,16 @@ def supported_operations() -> list[str]:
     return sorted(_ADAPTERS)
 
 
-def detections(operation: str, table: pa.Table) -> pa.Table:
-    """The job table of ``operation`` as :data:`DETECTIONS_SCHEMA` rows, sorted by Timestamp."""
-    try:
-        adapter = _ADAPTERS[operation]
-    except KeyError:
-        raise ValueError(f"no timeline/export view for {operation} jobs yet; "
-                         f"supported: {', '.join(supported_operations())}") from None
-    out = adapter(table)
+def detections(operation: str, table: pa.Table, **context) -> pa.Table:
+    """The job table of ``operation`` as :data:`DETECTIONS_SCHEMA` rows, sorted by Timestamp.
+    ``context`` goes to adapters that take it (face detection: ``embeddings``, ``cuts_ms``)."""
+    adapter = _ADAPTERS.get(operation)
+    if adapter is None:
+        if "Timestamp" not in table.column_names:
+            raise ValueError(f"no timeline/export view for {operation} jobs yet (and its table has no "
+                             f"Timestamp); supported: {', '.join(supported_operations())}")
+        adapter = _generic
+    out = adapter(table, **context) if context else adapter(table)
     if out.num_rows:
         out = out.take(pc.sort_indices(out, [("Timestamp", "ascending"), ("Row", "ascending")]))
     return out
@@ -120,10 +124,17 @@ def build(timestamp, frame_number, lane, category, confidence, box: dict, row) -
     }, schema=DETECTIONS_SCHEMA)
 
 
-def face_tracks(timestamps: np.ndarray, boxes: dict[str, np.ndarray], **tracker_kw) -> np.ndarray:
+def face_tracks(timestamps: np.ndarray, boxes: dict[str, np.ndarray], embeddings: np.ndarray | None = None,
+                cuts_ms=None, **tracker_kw) -> np.ndarray:
     """Track ids (0-based, in order of first appearance) for face rows, computed with
-    :class:`~rekolab.analysis.tracking.FaceTracker` over the boxes, frame by frame."""
+    :class:`~rekolab.analysis.tracking.FaceTracker` frame by frame. With
+    ``embeddings`` (N, D; NaN rows for unknown) a track never continues with a
+    face of cosine < ``SPLIT_COSINE``; with ``cuts_ms`` no track crosses a cut."""
+    from ..analysis.identity import SPLIT_COSINE
     from ..analysis.tracking import FaceTracker
+
+    if embeddings is not None:
+        tracker_kw.setdefault("split_cosine", SPLIT_COSINE)
 
     n = len(timestamps)
     ids = np.full(n, -1, np.int64)
@@ -135,19 +146,63 @@ def face_tracks(timestamps: np.ndarray, boxes: dict[str, np.ndarray], **tracker_
                      boxes["Top"] + boxes["Height"]], axis=1)[order]
     starts = np.flatnonzero(np.r_[True, ts_sorted[1:] != ts_sorted[:-1]])
     ends = np.r_[starts[1:], n]
-    tracker = FaceTracker(**tracker_kw)
+    tracker = FaceTracker(cuts_ms=cuts_ms, **tracker_kw)
+    emb = None if embeddings is None else np.asarray(embeddings)[order]
     for s, e in zip(starts, ends):
-        ids[order[s:e]] = tracker.update(int(ts_sorted[s]), xyxy[s:e])
-    return ids
+        ids[order[s:e]] = tracker.update(int(ts_sorted[s]), xyxy[s:e], None if emb is None else emb[s:e])
+    # Renumber by first appearance (then by position on the frame, left to right).
+    first = {}
+    for k in np.lexsort((xyxy[:, 0], ts_sorted)):
+        first.setdefault(int(ids[order[k]]), len(first))
+    return np.array([first[int(t)] for t in ids], np.int64)
 
 
 # -- adapters ---------------------------------------------------------------------------
+_NAME_FIELDS = ("Name", "DetectedText", "Type", "Index", "Id")
+
+
+def _find(schema_fields, wanted: tuple[str, ...], path=(), depth: int = 3):
+    """The path of the first (breadth-first) struct field named one of ``wanted``."""
+    level = [(path + (f.name,), f) for f in schema_fields]
+    while level and depth:
+        for name in wanted:
+            for p, f in level:
+                if f.name == name:
+                    return p
+        level = [(p + (c.name,), c) for p, f in level if pa.types.is_struct(f.type) for c in f.type]
+        depth -= 1
+    return None
+
+
+def _generic(table: pa.Table) -> pa.Table:
+    """Any table with a Timestamp: a row per result; the lane is its first Name /
+    DetectedText / Type / Index / Id field (top level or nested), the box its first
+    BoundingBox, the confidence its first Confidence. Lets new operations show in the
+    player and timelines before they register their own adapter."""
+    n = table.num_rows
+    fields = list(table.schema)
+
+    def column(path):
+        col = table.column(path[0])
+        return _field(col, *path[1:]) if len(path) > 1 else col.combine_chunks()
+
+    name_path = _find(fields, _NAME_FIELDS)
+    lane = (pc.cast(column(name_path), pa.string()).fill_null("(none)") if name_path
+            else pa.array(["result"] * n, pa.string()))
+    box_path = _find(fields, ("BoundingBox",))
+    box = _box_columns(column(box_path)) if box_path else {k: np.full(n, np.nan) for k in ("Left", "Top", "Width", "Height")}
+    conf_path = _find(fields, ("Confidence",))
+    conf = _num(column(conf_path)) if conf_path else np.full(n, np.nan)
+    return build(_num(table.column("Timestamp"), np.int64, 0), _frame_numbers(table, n), lane, lane, conf, box,
+                 np.arange(n))
+
+
 @register("StartFaceDetection", "face track")
-def _faces(table: pa.Table) -> pa.Table:
+def _faces(table: pa.Table, embeddings: np.ndarray | None = None, cuts_ms=None) -> pa.Table:
     n = table.num_rows
     ts = _num(table.column("Timestamp"), np.int64, 0)
     box = _box_columns(table.column("BoundingBox"))
-    tracks = face_tracks(ts, box)
+    tracks = face_tracks(ts, box, embeddings, cuts_ms)
     lanes = [f"face {t + 1}" for t in tracks]
     return build(ts, _frame_numbers(table, n), lanes, ["face"] * n,
                  _num(table.column("Confidence")), box, np.arange(n))
@@ -163,9 +218,21 @@ class JobView:
     back from a parquet file written by ``job.to_parquet``."""
 
     def __init__(self, table: pa.Table, operation: str, video_metadata: dict | None = None,
-                 request: dict | None = None, video_path=None, job_id: str | None = None):
+                 request: dict | None = None, video_path=None, job_id: str | None = None, *,
+                 identity: str = "auto", cuts_ms=None):
+        """``identity`` (face detection): ``"auto"`` uses face embeddings and shot cuts
+        when the video and face pack are available and the job has at most
+        ``MAX_IDENTITY_ROWS`` face rows (5000: about a minute of work on 2 cores),
+        ``"embeddings"`` always does, ``"boxes"`` links boxes only;
+        ``cuts_ms``: shot-cut timestamps from a shot detector (then the cheap
+        histogram cut check is not used)."""
         from pathlib import Path
 
+        if identity not in ("auto", "embeddings", "boxes"):
+            raise ValueError("identity must be 'auto', 'embeddings' or 'boxes'")
+        self.identity = identity
+        self.cuts_ms = None if cuts_ms is None else [int(c) for c in cuts_ms]
+        self.identity_note = ""
         self.table = table
         self.operation = operation
         self.video_metadata = dict(video_metadata or {})
@@ -230,8 +297,44 @@ class JobView:
     @property
     def detections(self) -> pa.Table:
         if self._detections is None:
-            self._detections = detections(self.operation, self.table)
+            context = {}
+            if self.operation == "StartFaceDetection":
+                context = self._face_identity()
+            self._detections = detections(self.operation, self.table, **context)
         return self._detections
+
+    def _face_identity(self) -> dict:
+        """Embeddings and cuts for the face tracker (see :mod:`rekolab.analysis.identity`)."""
+        context = {"cuts_ms": self.cuts_ms}
+        if self.identity == "boxes" or not self.table.num_rows:
+            self.identity_note = "tracks from boxes" + (" and the given cuts" if self.cuts_ms else "")
+            return context
+        if self.identity == "auto" and self.table.num_rows > MAX_IDENTITY_ROWS:
+            self.identity_note = (f"tracks from boxes only: {self.table.num_rows} face rows is over "
+                                  f"{MAX_IDENTITY_ROWS} (JobView(..., identity='embeddings') embeds them all; "
+                                  "cuts_ms= gives shot cuts)")
+            return context
+        if self.source is None:
+            self.identity_note = f"tracks from boxes only ({self._source_error})"
+            return context
+        from ..analysis.identity import face_evidence
+
+        box = _box_columns(self.table.column("BoundingBox"))
+        xywh = np.stack([box["Left"], box["Top"], box["Width"], box["Height"]], 1)
+        frames = _frame_numbers(self.table, self.table.num_rows)
+        fn = None if frames.null_count else frames.to_numpy(zero_copy_only=False)
+        try:
+            emb, cuts = face_evidence(self.video_path, _num(self.table.column("Timestamp"), np.int64, 0),
+                                      fn, xywh, source=self.source)
+        except (ImportError, RuntimeError, FileNotFoundError) as exc:
+            self.identity_note = f"tracks from boxes only (no face embeddings: {exc})"
+            return context
+        context["embeddings"] = emb
+        if self.cuts_ms is None:
+            context["cuts_ms"] = cuts
+        self.identity_note = (f"tracks split by face embeddings (cosine < 0.30) and "
+                              f"{len(context['cuts_ms'] or [])} shot cuts")
+        return context
 
     def lanes(self, max_bins: int | None = None):
         from .lanes import DEFAULT_MAX_BINS, Lanes
@@ -321,6 +424,9 @@ def _celebrities(table: pa.Table) -> pa.Table:
 
 
 UNMATCHED = "no match"
+
+#: Face rows up to which ``identity="auto"`` embeds every face (see JobView).
+MAX_IDENTITY_ROWS = 5000
 
 
 @register("StartFaceSearch", "person")

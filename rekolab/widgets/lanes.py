@@ -35,6 +35,11 @@ def plural(kind: str) -> str:
     return kind[:-1] + "ies" if kind.endswith("y") and kind[-2:-1] not in "aeiou" else kind + "s"
 
 
+def _natural(name: str):
+    """Sort key: "face 2" before "face 10"."""
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
 def lane_color(index: int) -> str:
     """The colour of the lane with global index ``index`` (same in plots and frame boxes)."""
     return _PALETTE[index % len(_PALETTE)]
@@ -44,7 +49,8 @@ def lane_color(index: int) -> str:
 class Lanes:
     """Detections binned per lane. Build with :meth:`from_detections`.
 
-    ``names[i]`` is lane ``i`` (ordered by how long it is present, longest first);
+    ``names[i]`` is lane ``i`` (ordered by first appearance, then by name, so face
+    track ``face 3`` is the third lane);
     ``pair_lane``, ``pair_bin``, ``pair_conf`` list every occupied (lane, bin) with
     its maximum confidence, sorted by lane then bin."""
 
@@ -96,11 +102,11 @@ class Lanes:
         max_conf = np.maximum.reduceat(conf[order], starts)
         ukey = key_sorted[starts]
         lane_code, lane_bin = ukey // n_bins, ukey % n_bins
-        # Order lanes by presence (occupied bins), then by first appearance.
-        presence = np.bincount(lane_code, minlength=len(first_names))
-        first_bin = np.full(len(first_names), n_bins, np.int64)
-        np.minimum.at(first_bin, lane_code, lane_bin)
-        rank = np.lexsort((first_bin, -presence))
+        # Order lanes by first appearance (exact time, then face number or name).
+        first_ts = np.full(len(first_names), np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first_ts, codes, ts)
+        rank = np.array(sorted(range(len(first_names)), key=lambda i: (first_ts[i], _natural(first_names[i]))),
+                        np.int64)
         new_code = np.empty_like(rank)
         new_code[rank] = np.arange(len(rank))
         lane_code = new_code[lane_code]
@@ -115,8 +121,10 @@ class Lanes:
         return np.bincount(self.pair_lane[keep], minlength=len(self.names))
 
     def matching(self, text: str = "") -> list[str]:
-        """Lane names matching a filter: comma-separated, case-insensitive substrings,
-        or ``/regex/``."""
+        """Lane names matching a filter: comma-separated exact names (case-insensitive;
+        ``face 1`` is face 1 only), ``*`` / ``?`` wildcards (``face 1*``), or ``/regex/``."""
+        import fnmatch
+
         text = (text or "").strip()
         if not text:
             return list(self.names)
@@ -127,17 +135,20 @@ class Lanes:
                 return []
             return [n for n in self.names if rx.search(n)]
         parts = [p.strip().lower() for p in text.split(",") if p.strip()]
-        return [n for n in self.names if any(p in n.lower() for p in parts)]
+        return [n for n in self.names
+                if any(fnmatch.fnmatchcase(n.lower(), p) if any(c in p for c in "*?[") else n.lower() == p
+                       for p in parts)]
 
     def visible(self, min_confidence: float = 0.0, lanes: list[str] | tuple | None = None,
                 text: str = "", max_lanes: int = DEFAULT_MAX_LANES) -> list[str]:
         """The lanes to draw: chosen ``lanes`` (or all matching ``text``) that have at
-        least one bin at ``min_confidence``, longest-present first, at most ``max_lanes``."""
+        least one bin at ``min_confidence``; beyond ``max_lanes``, the longest-present
+        ones. Shown in lane order (first appearance)."""
         pres = self.presence(min_confidence)
         candidates = list(lanes) if lanes else self.matching(text)
         shown = [n for n in candidates if n in self._index and pres[self._index[n]] > 0]
         shown.sort(key=lambda n: (-pres[self._index[n]], self._index[n]))
-        return shown[:max_lanes]
+        return sorted(shown[:max_lanes], key=self._index.__getitem__)
 
     def matrix(self, lanes: list[str], min_confidence: float = 0.0) -> np.ndarray:
         """(len(lanes), n_bins) float32 of max confidence, NaN where absent or below threshold."""

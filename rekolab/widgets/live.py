@@ -42,6 +42,7 @@ import numpy as np
 
 from .frames import draw_boxes, to_png
 from .lanes import lane_color
+from .static_fallback import StaticFallback, stack_pngs
 
 __all__ = ["LiveView", "parse_record"]
 
@@ -117,7 +118,12 @@ def parse_record(record: Any) -> dict:
     return {"kind": "other", "time_s": None, "detections": [], "status": None}
 
 
-class LiveView(widgets.VBox):
+def _fmt_best(value) -> str:
+    """The best confidence of a lane, or a dash when its records carry none."""
+    return "–" if value is None or not np.isfinite(value) else f"{value:.1f}"
+
+
+class LiveView(StaticFallback, widgets.VBox):
     """A widget that follows a stream processor's records as they arrive."""
 
     def __init__(self, title: str = "stream", *, video=None, window_s: float = 60.0, max_lanes: int = 12,
@@ -184,7 +190,7 @@ class LiveView(widgets.VBox):
                 self.faces += 1
             self.counts[lane] = self.counts.get(lane, 0) + 1
             self.last_seen_s[lane] = rel
-            if d["confidence"] is not None:
+            if d["confidence"] is not None and np.isfinite(float(d["confidence"])):
                 self.best[lane] = max(self.best.get(lane, 0.0), float(d["confidence"]))
             self._points.setdefault(lane, deque(maxlen=self.max_points)).append(rel)
             color = self._colors.setdefault(lane, lane_color(len(self._colors)))
@@ -249,6 +255,13 @@ class LiveView(widgets.VBox):
         recent.sort(key=lambda n: (-self.last_seen_s[n], n))
         return recent[: self.max_lanes]
 
+    def window(self) -> tuple[float, float]:
+        """The stream time the picture shows (s). It follows the stream: it grows with
+        it (a 9 s clip fills the picture), then slides once the stream is longer
+        than ``window_s``."""
+        hi = max(self._now_s * 1.02, 1.0)
+        return max(0.0, hi - self.window_s), hi
+
     def flush(self) -> None:
         """Redraw everything now."""
         self._last_render = time.monotonic()
@@ -294,7 +307,7 @@ class LiveView(widgets.VBox):
                              f"({kinds or 'none yet'}) · stream time {self._now_s:.1f} s")
         rows = "".join(
             f"<tr><td style='color:{self._colors.get(n, '#000')}'>■</td><td>{html.escape(n)}</td>"
-            f"<td>{self.counts[n]}</td><td>{self.best.get(n, float('nan')):.1f}</td>"
+            f"<td>{self.counts[n]}</td><td>{_fmt_best(self.best.get(n))}</td>"
             f"<td>{self.last_seen_s[n]:.1f} s</td></tr>"
             for n in sorted(self.counts, key=lambda n: -self.counts[n])[:50])
         self.table.value = ("<table><tr><th></th><th>lane</th><th>sightings</th><th>best</th>"
@@ -308,8 +321,7 @@ class LiveView(widgets.VBox):
         fig = Figure(figsize=(self.width_px / 100, 0.9 + 0.28 * max(len(lanes), 1)), dpi=100,
                      layout="constrained")
         ax = fig.add_subplot()
-        hi = max(self._now_s, self.window_s)
-        lo = hi - self.window_s
+        lo, hi = self.window()
         gaps = [np.median(np.diff(np.asarray(self._points[n]))) for n in lanes if len(self._points[n]) > 1]
         bar = min(max([self.window_s / 400, 0.05] + [g for g in gaps if g > 0][:1]), 2.0)
         for row, name in enumerate(lanes):
@@ -330,3 +342,6 @@ class LiveView(widgets.VBox):
         buf = io.BytesIO()
         canvas.print_png(buf)
         return buf.getvalue()
+
+    def _static_png(self) -> bytes:
+        return stack_pngs([self.image.value, self.frame_image.value])

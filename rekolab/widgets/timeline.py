@@ -2,8 +2,8 @@
 
     tl = job.timeline()                  # an ipywidgets VBox; display it in a cell
     tl.min_confidence.value = 80         # or drag the slider
-    tl.lane_filter.value = "face 1, face 2"
-    tl.viewer.time.value = 4200          # the frame at 4.2 s with boxes and names
+    tl.lane_filter.value = "face 1, face 2"   # exact names; "face 1*" or /regex/ for patterns
+    tl.viewer.time.value = 4.2           # the frame at 4.2 s (seconds) with boxes and names
     tl.visible_lanes                     # what the timeline shows now
 
 The lanes are drawn by matplotlib (the same drawing as ``job.plot()``) into one
@@ -21,11 +21,12 @@ import numpy as np
 from .detections import JobView
 from .lanes import DEFAULT_MAX_BINS, DEFAULT_MAX_LANES, plot_timeline, plural
 from .viewer import FrameViewer
+from .static_fallback import StaticFallback, stack_pngs
 
 __all__ = ["Timeline"]
 
 
-class Timeline(widgets.VBox):
+class Timeline(StaticFallback, widgets.VBox):
     """One lane per face track / label / celebrity / matched person, a minimum
     confidence slider, a lane filter, and a frame viewer under it."""
 
@@ -46,11 +47,12 @@ class Timeline(widgets.VBox):
             value=float(min_confidence), min=0.0, max=100.0, step=0.5, description="min conf",
             continuous_update=False, readout_format=".1f")
         self.lane_filter = widgets.Text(
-            value="", placeholder="filter lanes: a, b  or /regex/", description="lanes",
+            value="", placeholder="lanes: face 1, face 2 · face 1* · /regex/", description="lanes",
             continuous_update=False)
         self.lane_select = widgets.SelectMultiple(
-            options=[], value=(), rows=6, description="only", layout=widgets.Layout(width="28em"))
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width=f"{width_px}px"))
+            options=[], value=(), rows=4, description="only", layout=widgets.Layout(width="22em"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width=f"{width_px}px", width="100%",
+                                                                      height="auto"))
         self.status = widgets.HTML()
         self.viewer = FrameViewer(view, min_confidence=min_confidence)
         self._refresh_options()
@@ -64,7 +66,9 @@ class Timeline(widgets.VBox):
             f"<b>{view.operation}</b> · {view.video_name or '(video)'} · "
             f"{view.duration_ms / 1000:.1f} s · {view.table.num_rows} result rows · "
             f"{len(self.lanes.names)} {plural(self.lanes.lane_kind)}")
-        controls = widgets.HBox([widgets.VBox([self.min_confidence, self.lane_filter]), self.lane_select])
+        # Wraps under 1024 px (JupyterLab with the file browser open leaves ~700 px).
+        controls = widgets.HBox([widgets.VBox([self.min_confidence, self.lane_filter]), self.lane_select],
+                                layout=widgets.Layout(flex_flow="row wrap"))
         super().__init__([header, controls, self.image, self.status, self.viewer], **kwargs)
         self.update()
 
@@ -132,7 +136,7 @@ class Timeline(widgets.VBox):
         from PIL import Image
 
         img = self._base.copy()
-        t = self.viewer.shown_timestamp_ms if self.viewer.shown_timestamp_ms is not None else self.viewer.time.value
+        t = self.viewer.shown_timestamp_ms if self.viewer.shown_timestamp_ms is not None else self.viewer.time.value * 1000
         x = int(round(self._x_of(t)))
         y0, y1 = self._y_span
         if 0 <= x < img.shape[1]:
@@ -164,3 +168,6 @@ class Timeline(widgets.VBox):
                 stack.extend(c for c in items if isinstance(c, widgets.Widget))
         return total
 
+    def _static_png(self) -> bytes:
+        """The lanes (with the cursor) over the current frame: a picture for saved notebooks."""
+        return stack_pngs([self.image.value, self.viewer.image.value])

@@ -1,13 +1,14 @@
 """The frame viewer: pick a time, see that frame with the results' boxes and names.
 
     viewer = FrameViewer(JobView.from_job(job))
-    viewer.time.value = 4200          # or drag the slider, or press ◀ / ▶
+    viewer.time.value = 4.2           # seconds; or drag the slider (one frame per arrow key), or ◀ / ▶
     viewer.boxes                      # what is drawn: lane, text, box, confidence
 
 Only the current frame travels to the browser (one PNG, at most 960 px wide).
 When a result timestamp lies within half a sampling interval of the chosen time,
 the viewer snaps to that analysed frame and draws its boxes; otherwise it shows
-the frame at the chosen time with no boxes.
+the frame at the chosen time with no boxes. Either way the slider moves to the
+shown frame's own time, so the time read is the frame's.
 """
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ import numpy as np
 from .detections import JobView
 from .frames import blank_frame, draw_boxes, to_png
 from .lanes import lane_color
+from .static_fallback import StaticFallback
 
 __all__ = ["FrameViewer"]
 
 
-class FrameViewer(widgets.VBox):
+class FrameViewer(StaticFallback, widgets.VBox):
     """A frame at a chosen time with boxes and names drawn (an ipywidgets VBox)."""
 
     def __init__(self, view: JobView, *, lanes: list[str] | None = None, min_confidence: float = 0.0,
@@ -37,20 +39,40 @@ class FrameViewer(widgets.VBox):
         self.shown_timestamp_ms: int | None = None
         self.frame_index: int | None = None
         duration = max(view.duration_ms, int(view.timestamps()[-1]) if len(view.timestamps()) else 0, 1)
-        self.time = widgets.IntSlider(value=0, min=0, max=duration, step=1, description="time (ms)",
-                                      continuous_update=False, layout=widgets.Layout(width="70%"))
+        fps = float(view.video_metadata.get("FrameRate") or 25.0)
+        self.time = widgets.FloatSlider(value=0.0, min=0.0, max=duration / 1000.0, step=1.0 / fps,
+                                        description="time (s)", readout_format=".3f",
+                                        continuous_update=False,
+                                        layout=widgets.Layout(width="auto", flex="1 1 auto", min_width="12em"))
+        self._snapping = False
         self.prev_button = widgets.Button(description="◀", tooltip="previous frame with detections",
                                           layout=widgets.Layout(width="3em"))
         self.next_button = widgets.Button(description="▶", tooltip="next frame with detections",
                                           layout=widgets.Layout(width="3em"))
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width=f"{max_width}px"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width=f"{max_width}px", width="100%",
+                                                                      height="auto"))
         self.caption = widgets.HTML()
-        self.time.observe(lambda _: self.render(), names="value")
+        self.time.observe(self._on_time, names="value")
         self.prev_button.on_click(lambda _: self.step(-1))
         self.next_button.on_click(lambda _: self.step(+1))
-        super().__init__([widgets.HBox([self.prev_button, self.time, self.next_button]),
-                          self.image, self.caption], **kwargs)
+        self.note = widgets.HTML()
+        super().__init__([widgets.HBox([self.prev_button, self.time, self.next_button],
+                                       layout=widgets.Layout(width="100%")),
+                          self.note, self.image, self.caption], **kwargs)
         self.render()
+
+    def _on_time(self, _change) -> None:
+        if not self._snapping:
+            self.render()
+
+    def _snap_slider(self, shown_ms: int) -> None:
+        """Move the slider to the shown frame's time without rendering again."""
+        if abs(self.time.value * 1000.0 - shown_ms) >= 0.5:
+            self._snapping = True
+            try:
+                self.time.value = shown_ms / 1000.0
+            finally:
+                self._snapping = False
 
     # -- filters ---------------------------------------------------------------------
     def set_filter(self, lanes: list[str] | None = None, min_confidence: float | None = None) -> None:
@@ -77,20 +99,25 @@ class FrameViewer(widgets.VBox):
         """Jump to the previous (-1) or next (+1) result timestamp with a visible box
         or label; returns it (None at either end)."""
         uts = self.view.timestamps()
-        here = self.shown_timestamp_ms if self.shown_timestamp_ms is not None else self.time.value
+        here = self.shown_timestamp_ms if self.shown_timestamp_ms is not None else int(self.time.value * 1000)
         if direction > 0:
             candidates = uts[uts > here]
         else:
             candidates = uts[uts < here][::-1]
         for ts in candidates[:5000]:
             if self._has_visible(int(ts)):
-                self.time.value = int(ts)
+                self.note.value = ""
+                self.time.value = int(ts) / 1000.0
                 return int(ts)
+        where = "later" if direction > 0 else "earlier"
+        self.note.value = (f"<span style='color:#a60'>no {where} frame with a visible box or label "
+                           f"(filters: min confidence {self._min_confidence:g}"
+                           + (f", {len(self._lanes)} lanes" if self._lanes is not None else "") + ")</span>")
         return None
 
     # -- drawing ---------------------------------------------------------------------
     def render(self) -> None:
-        t = int(self.time.value)
+        t = int(round(self.time.value * 1000))
         snapped = self.view.nearest_timestamp(t)
         shown = snapped if snapped is not None else t
         boxes, labels = [], []
@@ -121,7 +148,10 @@ class FrameViewer(widgets.VBox):
             frame = blank_frame(w, h, self.view._source_error or "video not available")
         self.boxes = boxes
         self.frame_labels = [name for name, _, _ in labels]
+        if source is not None:
+            shown = int(source.timestamps_ms[self.frame_index]) if snapped is None else shown
         self.shown_timestamp_ms = shown
+        self._snap_slider(shown)
         tags = [(n if cf is None else f"{n} {cf:.0f}", c) for n, cf, c in labels]
         self.image.value = to_png(draw_boxes(frame, boxes, self.max_width, tags=tags))
         parts = [f"<b>{shown / 1000:.3f} s</b> ({shown} ms"
@@ -135,3 +165,6 @@ class FrameViewer(widgets.VBox):
                 f"<span style='color:{c}'>{html.escape(n)}</span>"
                 + (f" {cf:.0f}" if cf is not None else "") for n, cf, c in labels[:40]))
         self.caption.value = " · ".join(parts)
+
+    def _static_png(self) -> bytes:
+        return bytes(self.image.value)
