@@ -36,7 +36,8 @@ import pyarrow as pa
 
 from .work import BATCH_SIZE
 
-__all__ = ["POLICIES", "policy_for", "analyzer_class", "own_decode", "plan_segments", "merge_segments", "merge_group", "renumber"]
+__all__ = ["POLICIES", "policy_for", "analyzer_class", "own_decode", "plan_segments", "merge_segments",
+           "merge_group", "renumber"]
 
 #: operation -> {"identity": identity column or None}; see the module docstring.
 POLICIES = {
