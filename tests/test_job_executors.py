@@ -17,12 +17,11 @@ import signal
 import time
 
 import pytest
+from conftest import MEDIA, MODELS, module_env, need
 
 import rekolab as rk
 from rekolab.errors import InvalidParameterException
 from rekolab.testing import validate_response
-
-from conftest import MEDIA, MODELS, module_env, need
 
 RATE = 3
 

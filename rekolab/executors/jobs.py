@@ -22,8 +22,6 @@ import uuid
 from concurrent.futures import Future
 from typing import Callable
 
-import pyarrow as pa
-
 from .work import Task, table_from_bytes, table_to_bytes
 
 __all__ = ["JobRunner", "JOB_EXECUTORS", "WorkerFailed", "job_executor_name"]
