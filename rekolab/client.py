@@ -59,7 +59,7 @@ class Client:
 
     def __init__(self, *, buckets: dict[str, str | os.PathLike] | None = None,
                  max_concurrent_jobs: int | None = None, workers: int | None = None,
-                 streams: dict | None = None, region_name: str | None = None,
+                 executor: str | None = None, streams: dict | None = None, region_name: str | None = None,
                  endpoint_url: str | None = None, config=None, aws_outputs: bool | None = None,
                  **boto3_arguments):
         unknown = set(boto3_arguments) - _BOTO3_ARGUMENTS
@@ -67,7 +67,8 @@ class Client:
             raise TypeError(f"rekolab.Client() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
         self.buckets = parse_buckets(os.environ.get("REKOLAB_BUCKETS"))
         self.buckets.update({k: str(v) for k, v in (buckets or {}).items()})
-        self.jobs = JobManager(max_concurrent_jobs=max_concurrent_jobs, workers=workers)
+        # executor: where Start* jobs analyse ("thread" here, "local" processes, "ray"); REKOLAB_EXECUTOR
+        self.jobs = JobManager(max_concurrent_jobs=max_concurrent_jobs, workers=workers, executor=executor)
         # streams: Kinesis video stream ARN -> source (file, URL, camera, iterable); see streaming.py
         from .streaming import StreamProcessorManager, jobs_publisher
         self.stream_processors = StreamProcessorManager(streams, jobs_publisher(self.jobs))
@@ -709,7 +710,7 @@ _default: Client | None = None
 def client(service_name: str = "rekognition", region_name: str | None = None, **kwargs) -> Client:
     """A new :class:`Client`. ``rekolab.client("rekognition", region_name=..., endpoint_url=...,
     aws_access_key_id=...)`` takes ``boto3.client``'s arguments (plus rekolab's: ``buckets``,
-    ``streams``, ``max_concurrent_jobs``, ``workers``, ``aws_outputs``)."""
+    ``streams``, ``max_concurrent_jobs``, ``workers``, ``executor``, ``aws_outputs``)."""
     if service_name != "rekognition":
         from botocore.exceptions import UnknownServiceError
 

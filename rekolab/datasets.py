@@ -527,7 +527,7 @@ class _Scheduler:
         self.executor.submit(task)
 
     def _handle(self, result: dict) -> None:
-        from .executors.segments import merge_segments, plan_segments
+        from .executors.segments import merge_group, plan_segments
         from .executors.work import table_from_bytes
 
         key = self.tasks.pop(result["task"], None)
@@ -564,11 +564,7 @@ class _Scheduler:
             parts[index] = (tables, result["first"], result.get("finalize", {}))
             if any(p is None for p in parts):
                 return
-            merged, needs = {}, {}
-            for folder, op, _ in group:
-                identity = self.policies[folder]["identity"]
-                merged[op] = merge_segments([(p[0][op], p[1]) for p in parts], identity)
-                needs[op] = parts[0][2].get(op, False)
+            merged, needs = merge_group(parts, [(op, self.policies[folder]["identity"]) for folder, op, _ in group])
             if any(needs.values()):
                 from .executors.work import table_to_bytes
 
@@ -714,6 +710,8 @@ def analyze(inputs, operations: Any = ("faces",), out: str | os.PathLike = "reko
 
     ops = resolve_operations(operations, sample_rate)
     name = executor or os.environ.get("REKOLAB_EXECUTOR") or "local"
+    if name == "thread" and not executor:  # the jobs' in-process default: a dataset runs on workers
+        name = "local"
     if name not in EXECUTORS:
         raise InvalidParameterException(f"executor {name!r} is not one of {', '.join(EXECUTORS)}")
     if segment_s is not None and not (isinstance(segment_s, (int, float)) and segment_s > 0):

@@ -20,6 +20,10 @@
   written atomically. Any failure ends the job FAILED with a StatusMessage (a
   truncated video, a full disk: the real cause; a final state the home cannot take
   yet is answered from memory until it can).
+* **Where it runs**: on this process's job thread (``REKOLAB_EXECUTOR`` unset or
+  ``thread``), or on an executor's worker (``local``: a process pool, ``ray``: Ray
+  actors; see :mod:`rekolab.executors.jobs`), which returns the rows as Arrow; this
+  process writes them the same way, and everything above and below stays here.
 * **Notify**: when a job ends, the SNS-shaped message ``{JobId, Status, API,
   JobTag, Timestamp, Video{S3ObjectName, S3Bucket}}`` goes to the Python callbacks
   subscribed to its ``NotificationChannel.SNSTopicArn`` (or to all topics).
@@ -49,6 +53,7 @@ import pyarrow.parquet as pq
 from . import store
 from .errors import (IdempotentParameterMismatchException, InvalidParameterException,
                      LimitExceededException, RekognitionError, ResourceNotFoundException)
+from .executors.jobs import JobRunner, WorkerFailed, job_executor_name
 from .executors.work import finalize_table, stream_analysis
 from .requests import StartRequest
 from .video import DEFAULT_SAMPLE_RATE, VideoDecodeError, VideoMetadata, check_decodable, probe, resolve_video
@@ -94,6 +99,7 @@ class JobRecord:
     completed_ms: int | None = None
     owner: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
+    workers: list = field(default_factory=list)  # on an executor: {pid, host, node, kind, seconds} per task
     sampled_frames: int | None = None
     rows: int | None = None
     home: str = ""  # the rekolab home the job lives in, fixed when it starts
@@ -136,6 +142,11 @@ class _Running:
         self.stop = threading.Event()  # ends decoding (also set when decoding ends)
         self.interrupted = threading.Event()  # set only at interpreter exit
 
+    def advance(self, frames: int) -> None:
+        self.completed += frames
+        for listener in list(self.listeners):
+            listener(self.completed, self.total)
+
 
 # Jobs this process runs, shared by every JobManager in it (so a second client in
 # the same process never mistakes a live job for an interrupted one).
@@ -168,7 +179,8 @@ class JobManager:
     """Runs and remembers jobs. One per :class:`rekolab.Client`; the notebook API
     shares the default client's manager."""
 
-    def __init__(self, *, max_concurrent_jobs: int | None = None, workers: int | None = None):
+    def __init__(self, *, max_concurrent_jobs: int | None = None, workers: int | None = None,
+                 executor: str | None = None, address: str | None = None):
         self.max_concurrent_jobs = int(max_concurrent_jobs or os.environ.get("REKOLAB_MAX_JOBS")
                                        or DEFAULT_MAX_JOBS)
         self._executor = ThreadPoolExecutor(
@@ -181,6 +193,9 @@ class JobManager:
         # publishers(channel, message): outside transports for NotificationChannel (rekolab/aws: SNS)
         self.publishers: list[Callable[[dict, dict], None]] = []
         self._tables: OrderedDict[tuple, pa.Table] = OrderedDict()
+        # where the analysis runs: None = here, on the job thread; else an executor's workers
+        name = job_executor_name(executor)
+        self.runner = None if name == "thread" else JobRunner(name, workers=workers, address=address)
 
     # -- notifications ---------------------------------------------------------------
     def subscribe(self, callback: Callable[[dict], None], topic_arn: str | None = None) -> Callable[[], None]:
@@ -314,49 +329,61 @@ class JobManager:
         return entry["job_id"]
 
     # -- run -------------------------------------------------------------------------
-    def _run(self, record: JobRecord, video, running: _Running) -> None:
+    def _analyze_here(self, record: JobRecord, video, running: _Running, tmp: Path) -> int:
+        """The job's analysis on this thread, streamed into ``tmp``; returns its row count."""
         from .analysis import analyzer_for
 
+        analyzer = analyzer_for(record.operation, record.request)
+        # An analyzer that needs other frames than the sampled ones (segment
+        # detection: every frame) plans its own decode, before it says what ran.
+        own_plan = getattr(analyzer, "decode_plan", None)
+        plan = (own_plan(video.path) if own_plan is not None
+                else plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE,
+                                 VideoMetadata.from_dict(record.video_metadata)))
+        record.models = analyzer.models()
+        running.total = len(plan)
+        running.planned.set()
+        record.sampled_frames = len(plan)
+        meta = _results_meta(record)
+        rows = 0
+        with pq.ParquetWriter(tmp, analyzer.schema.with_metadata(meta)) as writer:
+            for out in stream_analysis(analyzer, plan, stop=running.stop, on_frames=running.advance):
+                if out.num_rows:
+                    writer.write_batch(out)
+                rows += out.num_rows
+        if running.interrupted.is_set():
+            raise _Interrupted("Job interrupted: the process exited before it finished")
+        if hasattr(analyzer, "finalize"):
+            # Whole-job decisions (e.g. one identity per face track) need every
+            # row; results are small next to the video, so read them back once.
+            table = finalize_table(analyzer, pq.read_table(tmp))
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
+            rows = table.num_rows
+        return rows
+
+    def _analyze_on_executor(self, record: JobRecord, video, running: _Running, tmp: Path) -> int:
+        """The job's analysis on an executor's worker(s); its rows are written to ``tmp`` here."""
+        def on_total(n: int) -> None:
+            running.total = record.sampled_frames = n
+            running.planned.set()
+
+        done = self.runner.run(
+            video.path, record.operation, record.request, home=record.home, stop=running.stop, on_total=on_total,
+            on_frames=running.advance,
+            interrupted=lambda: _Interrupted("Job interrupted: the process exited before it finished"))
+        record.models, record.sampled_frames, record.workers = done["models"], done["sampled_frames"], done["workers"]
+        pq.write_table(done["table"].replace_schema_metadata(_results_meta(record)), tmp)
+        return done["table"].num_rows
+
+    def _run(self, record: JobRecord, video, running: _Running) -> None:
         tmp = record.path / "results.parquet.part"
         try:
-            analyzer = analyzer_for(record.operation, record.request)
-            # An analyzer that needs other frames than the sampled ones (segment
-            # detection: every frame) plans its own decode, before it says what ran.
-            own_plan = getattr(analyzer, "decode_plan", None)
-            plan = (own_plan(video.path) if own_plan is not None
-                    else plan_decode(video.path, record.request.get("SampleRate") or DEFAULT_SAMPLE_RATE,
-                                     VideoMetadata.from_dict(record.video_metadata)))
-            record.models = analyzer.models()
-            running.total = len(plan)
-            running.planned.set()
-            record.sampled_frames = len(plan)
-            meta = {b"rekolab": _json_bytes({
-                "JobId": record.job_id, "API": record.operation, "Request": record.request,
-                "VideoMetadata": record.video_metadata, "Models": record.models})}
-            rows = 0
-
-            def on_frames(n: int) -> None:
-                running.completed += n
-                for listener in list(running.listeners):
-                    listener(running.completed, running.total)
-
-            with pq.ParquetWriter(tmp, analyzer.schema.with_metadata(meta)) as writer:
-                for out in stream_analysis(analyzer, plan, stop=running.stop, on_frames=on_frames):
-                    if out.num_rows:
-                        writer.write_batch(out)
-                    rows += out.num_rows
-            if running.interrupted.is_set():
-                raise _Interrupted("Job interrupted: the process exited before it finished")
-            if hasattr(analyzer, "finalize"):
-                # Whole-job decisions (e.g. one identity per face track) need every
-                # row; results are small next to the video, so read them back once.
-                table = finalize_table(analyzer, pq.read_table(tmp))
-                pq.write_table(table.replace_schema_metadata(meta), tmp)
-                rows = table.num_rows
+            analyze = self._analyze_here if self.runner is None else self._analyze_on_executor
+            rows = analyze(record, video, running, tmp)
             os.replace(tmp, record.path / "results.parquet")
             record.rows = rows
             record.status = "SUCCEEDED"
-        except _Interrupted as exc:
+        except (_Interrupted, WorkerFailed) as exc:
             record.status, record.status_message = "FAILED", str(exc)
         except VideoDecodeError as exc:
             record.status, record.status_message = "FAILED", f"Video decoding failed: {exc}"
@@ -508,6 +535,13 @@ def _owner_alive(owner: dict) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _results_meta(record: JobRecord) -> dict:
+    """The parquet schema metadata of a job's results."""
+    return {b"rekolab": _json_bytes({
+        "JobId": record.job_id, "API": record.operation, "Request": record.request,
+        "VideoMetadata": record.video_metadata, "Models": record.models})}
 
 
 def _json_bytes(value) -> bytes:

@@ -397,6 +397,29 @@ def test_ray_cluster_run_on_two_nodes_with_a_killed_worker(ray_cluster, local_ru
                     == pq.read_table(run.out / folder / f"video={ref_id}" / "part-0.parquet").to_pylist())
 
 
+def test_start_job_on_the_ray_cluster_in_two_segments(ray_cluster, clips, env, monkeypatch):
+    """``REKOLAB_EXECUTOR=ray`` for Start* jobs (tests/test_job_executors.py has the rest):
+    on the same cluster, the Hamilton job splits in two segments that run on both
+    nodes and its rows equal the in-process thread job's."""
+    address, _ = ray_cluster
+    video = clips / "long" / "hamilton.mp4"
+    expected = _single_job_rows(video, "faces")
+    monkeypatch.setenv("REKOLAB_EXECUTOR", "ray")
+    monkeypatch.setenv("REKOLAB_RAY_ADDRESS", address)
+    monkeypatch.setenv("REKOLAB_SEGMENT_S", "3")
+    client = rk.client()
+    try:
+        job = rk.start_face_detection(video, sample_rate=RATE, client=client)
+        job.wait(progress=False)
+        record = client.jobs.record(job.id)
+    finally:
+        client.jobs.runner.close()
+    assert record.status == "SUCCEEDED", record.status_message
+    assert job.to_arrow().to_pylist() == expected
+    segments = [w for w in record.workers if w["kind"] == "segment"]
+    assert len(segments) == 2 and len({w["node"] for w in segments}) == 2, record.workers
+
+
 # -- segments: exact merge and stitched identities ----------------------------------------
 
 

@@ -323,6 +323,29 @@ def test_label_stream_processor_writes_s3_and_publishes_sns(stack):
 
 
 # -- SIGTERM, refusing a remote bind ------------------------------------
+def test_serve_runs_jobs_on_the_local_executor(stack, tmp_path):
+    """A second `rekolab serve` on the same home with REKOLAB_EXECUTOR=local: its job
+    runs in a worker process and gives the rows of the thread server's job."""
+    video = {"S3Object": {"Bucket": "media", "Name": "two.mp4"}}
+    expected = _wait_job(_client(stack), _client(stack).start_face_detection(Video=video)["JobId"])
+    env = {k: v for k, v in stack["env"].items() if k != "AWS_ENDPOINT_URL_REKOGNITION"}
+    env.update(REKOLAB_EXECUTOR="local", REKOLAB_WORKERS="1")
+    proc, url = _start_rekolab(env, "--credentials", str(stack["work"] / "credentials.json"),
+                               log=tmp_path / "serve.log")
+    try:
+        rek = boto3.client("rekognition", endpoint_url=url, region_name=REGION, aws_access_key_id=KEY,
+                           aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 1}))
+        job_id = rek.start_face_detection(Video=video)["JobId"]
+        page = _wait_job(rek, job_id)
+        validate_response("GetFaceDetection", page)
+    finally:
+        assert _stop(proc) in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()[-3000:]
+    assert page["JobStatus"] == "SUCCEEDED", page.get("StatusMessage")
+    assert page["Faces"] == expected["Faces"] and page["Faces"]
+    workers = json.loads((stack["home"] / "jobs" / job_id / "job.json").read_text())["workers"]
+    assert [w["kind"] for w in workers] == ["video"] and workers[0]["pid"] not in (None, proc.pid)
+
+
 def test_sigterm_answers_requests_in_flight_and_ends_jobs(stack, monkeypatch):
     """Last in the module: SIGTERM to the module's server (the fixture then finds it stopped)."""
     rek = _client(stack)

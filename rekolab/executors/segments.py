@@ -36,7 +36,8 @@ import pyarrow as pa
 
 from .work import BATCH_SIZE
 
-__all__ = ["POLICIES", "policy_for", "analyzer_class", "own_decode", "plan_segments", "merge_segments", "renumber"]
+__all__ = ["POLICIES", "policy_for", "analyzer_class", "own_decode", "plan_segments", "merge_segments",
+           "merge_group", "renumber"]
 
 #: operation -> {"identity": identity column or None}; see the module docstring.
 POLICIES = {
@@ -146,6 +147,16 @@ def merge_segments(parts: list[tuple[pa.Table, dict]], identity: str | None) -> 
         merged = owned if merged is None else pa.concat_tables([merged, owned])
     assert merged is not None, "no segments"
     return renumber(merged, identity) if identity is not None else merged
+
+
+def merge_group(parts: list[tuple[dict, dict, dict]], operations: list[tuple[str, str | None]]
+                ) -> tuple[dict[str, pa.Table], dict[str, bool]]:
+    """Merge the segment results of one decode group. ``parts``: per segment, in
+    order, ``(tables {op: Table}, first, finalize {op: bool})`` (``run_task``'s
+    answer); ``operations``: ``[(op, identity column or None)]``. Returns the merged
+    tables and, per operation, whether its analyzer still has to ``finalize`` them."""
+    merged = {op: merge_segments([(p[0][op], p[1]) for p in parts], identity) for op, identity in operations}
+    return merged, {op: parts[0][2].get(op, False) for op, _ in operations}
 
 
 def renumber(table: pa.Table, identity: str) -> pa.Table:

@@ -64,7 +64,9 @@ class Task:
     ``"segment"`` (sample positions ``segment = (warm_start, start, end)``, rows
     not finalized) or ``"finalize"`` (``tables`` holds the merged raw rows).
     ``operations``: ``[(Start* operation, canonical parameters without Video)]``,
-    all with the same SampleRate, analysed over one decode of the video."""
+    all with the same SampleRate, analysed over one decode of the video.
+    ``home``: the rekolab home the task reads (collections, galleries) when it is
+    not the worker's own (a job's home, fixed when it started)."""
 
     id: str
     kind: str
@@ -75,6 +77,7 @@ class Task:
     split_s: float | None = None
     tables: dict = field(default_factory=dict)
     identity: dict = field(default_factory=dict)
+    home: str | None = None
 
 
 def _sample_rate(operations) -> float:
@@ -197,6 +200,8 @@ def run_task(task: Task) -> dict:
     result = {"task": task.id, "video_id": task.video_id, "kind": task.kind, **worker_identity(),
               "started": t0}
     try:
+        if task.home:
+            os.environ["REKOLAB_HOME"] = task.home  # one task at a time per worker process
         result.update(_run(task))
         result["ok"] = True
     except Exception as exc:
