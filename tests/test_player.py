@@ -190,18 +190,18 @@ def test_player_data_boxes_and_static_picture(hamilton, monkeypatch):
 
 def test_player_for_other_job_types_and_generic_tables(tmp_path):
     """Any results table with a Timestamp plugs in: lanes from its name field, boxes from
-    its first BoundingBox (persons, text and segments add their own adapters later)."""
+    its first BoundingBox (operations without an adapter of their own)."""
     box = pa.struct([("Width", pa.float64()), ("Height", pa.float64()), ("Left", pa.float64()), ("Top", pa.float64())])
     person = pa.struct([("Index", pa.int64()), ("BoundingBox", box)])
     table = pa.table({"Timestamp": pa.array([0, 200, 200], pa.int64()),
                       "Person": pa.array([{"Index": 0, "BoundingBox": {"Width": .1, "Height": .2, "Left": .1, "Top": .1}},
                                           {"Index": 0, "BoundingBox": {"Width": .1, "Height": .2, "Left": .12, "Top": .1}},
                                           {"Index": 1, "BoundingBox": None}], person)})
-    det = detections("StartPersonTracking", table).to_pylist()
+    det = detections("StartMediaAnalysisJob", table).to_pylist()
     assert [d["Lane"] for d in det] == ["0", "0", "1"] and det[0]["Left"] == .1 and det[2]["Left"] is None
     from rekolab.widgets.player import Player
 
-    view = JobView(table, "StartPersonTracking", {"DurationMillis": 1000, "FrameWidth": 320, "FrameHeight": 240})
+    view = JobView(table, "StartMediaAnalysisJob", {"DurationMillis": 1000, "FrameWidth": 320, "FrameHeight": 240})
     p = Player(view)
     assert p.delivery.how == "none" and "not available" in p.video_note
     assert [ln["name"] for ln in p.lanes] == ["0", "1"]
