@@ -330,16 +330,15 @@ def test_serve_runs_jobs_on_the_local_executor(stack, tmp_path):
     expected = _wait_job(_client(stack), _client(stack).start_face_detection(Video=video)["JobId"])
     env = {k: v for k, v in stack["env"].items() if k != "AWS_ENDPOINT_URL_REKOGNITION"}
     env.update(REKOLAB_EXECUTOR="local", REKOLAB_WORKERS="1")
-    proc, url = _start_rekolab(env, "--credentials", str(stack["work"] / "credentials.json"),
-                               log=tmp_path / "serve.log")
+    proc, url = start_rekolab(env, "--credentials", str(stack["work"] / "credentials.json"),
+                              log=tmp_path / "serve.log")
     try:
-        rek = boto3.client("rekognition", endpoint_url=url, region_name=REGION, aws_access_key_id=KEY,
-                           aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 1}))
+        rek = boto_client("rekognition", url)
         job_id = rek.start_face_detection(Video=video)["JobId"]
         page = _wait_job(rek, job_id)
         validate_response("GetFaceDetection", page)
     finally:
-        assert _stop(proc) in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()[-3000:]
+        assert stop(proc) in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()[-3000:]
     assert page["JobStatus"] == "SUCCEEDED", page.get("StatusMessage")
     assert page["Faces"] == expected["Faces"] and page["Faces"]
     workers = json.loads((stack["home"] / "jobs" / job_id / "job.json").read_text())["workers"]
