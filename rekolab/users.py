@@ -162,6 +162,21 @@ def _owners(doc: dict) -> dict[str, str]:
     return {f: u for u, rec in doc["Users"].items() for f in rec["FaceIds"]}
 
 
+def _sort_faces(wanted: list[str], index, owners: dict, uid: str) -> tuple[list[str], list[str], list[dict]]:
+    """``(free, mine, failed)``: faces of no user, faces of ``uid``, and the
+    UnsuccessfulFaceAssociations entries (FACE_NOT_FOUND, ASSOCIATED_TO_A_DIFFERENT_USER)."""
+    free, mine, failed = [], [], []
+    for fid in wanted:
+        owner = owners.get(fid)
+        if fid not in index:
+            failed.append({"FaceId": fid, "UserId": uid, "Reasons": ["FACE_NOT_FOUND"]})
+        elif owner not in (None, uid):
+            failed.append({"FaceId": fid, "UserId": owner, "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"]})
+        else:
+            (mine if owner == uid else free).append(fid)
+    return free, mine, failed
+
+
 def associate_faces(params: dict, op: str = "AssociateFaces") -> dict:
     """AssociateFaces. A face already the user's is ignored (not returned); a face not in
     the collection is FACE_NOT_FOUND, another user's is ASSOCIATED_TO_A_DIFFERENT_USER;
@@ -179,15 +194,8 @@ def associate_faces(params: dict, op: str = "AssociateFaces") -> dict:
         user = doc["Users"].get(uid)
         if user is None:
             raise _user_not_found(cid, uid, op)
-        index, owners = _face_index(view), _owners(doc)
-        ok, failed = [], []
-        for fid in wanted:
-            if fid not in index:
-                failed.append({"FaceId": fid, "UserId": uid, "Reasons": ["FACE_NOT_FOUND"]})
-            elif owners.get(fid) not in (None, uid):
-                failed.append({"FaceId": fid, "UserId": owners[fid], "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"]})
-            elif owners.get(fid) != uid:
-                ok.append(fid)
+        index = _face_index(view)
+        ok, _, failed = _sort_faces(wanted, index, _owners(doc), uid)
         if user["FaceIds"] and ok:
             vector = _user_vector(view, index, user["FaceIds"])
             sims = similarity(_unit(_embeddings(view, index, ok)) @ vector)
@@ -220,16 +228,9 @@ def disassociate_faces(params: dict, op: str = "DisassociateFaces") -> dict:
         user = doc["Users"].get(uid)
         if user is None:
             raise _user_not_found(cid, uid, op)
-        index, owners = _face_index(view), _owners(doc)
-        done, failed = [], []
-        for fid in wanted:
-            if fid not in index:
-                failed.append({"FaceId": fid, "UserId": uid, "Reasons": ["FACE_NOT_FOUND"]})
-            elif owners.get(fid) not in (None, uid):
-                failed.append({"FaceId": fid, "UserId": owners[fid], "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"]})
-            elif owners.get(fid) == uid:
-                done.append(fid)
-        user["FaceIds"] = [f for f in user["FaceIds"] if f not in set(done)]
+        _, done, failed = _sort_faces(wanted, _face_index(view), _owners(doc), uid)
+        removed = set(done)
+        user["FaceIds"] = [f for f in user["FaceIds"] if f not in removed]
         return {"DisassociatedFaces": [{"FaceId": f} for f in done], "UnsuccessfulFaceDisassociations": failed,
                 "UserStatus": _status(user)}
 
