@@ -457,8 +457,9 @@ def start_celebrity_recognition(video, *, gallery=None, min_confidence: float | 
     return Job(r["JobId"], client)
 
 
-# -- stream processors (rekolab/streaming.py) -------------------------------------------
-from .streaming import StreamProcessor, StreamSession, create_stream_processor  # noqa: E402
+# -- stream processors (rekolab/streaming/, rekolab/api_streaming.py) -------------------
+from .api_streaming import StreamProcessor, create_stream_processor  # noqa: E402
+from .streaming import StreamSession  # noqa: E402
 
 __all__ += ["StreamProcessor", "StreamSession", "create_stream_processor"]
 

@@ -69,7 +69,7 @@ class Client:
         self.buckets.update({k: str(v) for k, v in (buckets or {}).items()})
         # executor: where Start* jobs analyse ("thread" here, "local" processes, "ray"); REKOLAB_EXECUTOR
         self.jobs = JobManager(max_concurrent_jobs=max_concurrent_jobs, workers=workers, executor=executor)
-        # streams: Kinesis video stream ARN -> source (file, URL, camera, iterable); see streaming.py
+        # streams: Kinesis video stream ARN -> source (file, URL, camera, iterable); see rekolab/streaming/
         from .streaming import StreamProcessorManager, jobs_publisher
         self.stream_processors = StreamProcessorManager(streams, jobs_publisher(self.jobs))
         self.meta = _client_meta(region_name, endpoint_url, config)
@@ -396,7 +396,7 @@ class Client:
         response["GetRequestMetadata"] = {"SortBy": sort_by, "AggregateBy": aggregate_by}
         return response
 
-    # -- stream processors (rekolab/streaming.py) ----------------------------------------
+    # -- stream processors (rekolab/streaming/) -------------------------------------------
     @_operation("CreateStreamProcessor")
     def create_stream_processor(self, **kwargs) -> dict:
         """CreateStreamProcessor: ``{StreamProcessorArn}``. Face search = KinesisDataStream

@@ -186,7 +186,7 @@ EXTENSIONS: dict[str, dict[str, Any]] = {
     # -- DetectLabels: the StartLabelDetection model extensions (rekolab/analysis/image_labels.py) --
     "DetectLabels": {n: _label_extension(n) for n in ("ExtraLabels", "Models", "ClipModel", "DetectorModel")},
     "StartTextDetection": {"SampleRate": _positive_rate},
-    # -- stream processors (rekolab/streaming.py) --
+    # -- stream processors (rekolab/streaming/) --
     "CreateStreamProcessor": {"SampleRate": _positive_rate},
     "StartStreamProcessor": {"Realtime": _stream_realtime, "Sinks": _stream_sinks,
                              "QueueSize": _stream_queue_size},

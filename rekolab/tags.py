@@ -65,7 +65,7 @@ def _update(arn: str, op: str, change) -> dict:
                 manifest["Tags"] = tags
                 C._commit(rid, manifest)
             return dict(manifest.get("Tags") or {})
-    from . import streaming as S
+    from .streaming import definitions as S
 
     with S._LOCK:
         try:

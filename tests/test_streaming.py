@@ -543,7 +543,7 @@ def test_unread_session_handles_drop_nothing(obama_collection, monkeypatch):
         def __init__(self, maxsize=2):
             super().__init__(maxsize)
 
-    monkeypatch.setattr(streaming, "_Subscriber", SmallQueue)  # a `proc.session` handle buffers 2 records
+    monkeypatch.setattr(streaming.session, "_Subscriber", SmallQueue)  # a `proc.session` handle buffers 2 records
     gate = threading.Event()
 
     def frames():
@@ -578,7 +578,7 @@ def test_summaries_are_written_before_the_final_status(obama_collection, monkeyp
             seen.append((changes["Status"], (streaming._sessions_dir(name) / f"{d['SessionId']}.json").is_file()))
         return real(name, **changes)
 
-    monkeypatch.setattr(streaming, "_update_def", spy)
+    monkeypatch.setattr(streaming.session, "_update_def", spy)
     proc = rk.create_stream_processor("order", source=_gray_frames(2), face_search={"CollectionId": "people"},
                                       client=obama_collection)
     session = proc.start(realtime=False)
@@ -620,7 +620,7 @@ def test_a_failure_while_finishing_still_ends_the_session(obama_collection, monk
             raise OSError("disk full")
         return real(name, **changes)
 
-    monkeypatch.setattr(streaming, "_update_def", broken)
+    monkeypatch.setattr(streaming.session, "_update_def", broken)
     proc = rk.create_stream_processor("fin2", source=_gray_frames(2), face_search={"CollectionId": "people"},
                                       client=client)
     session = proc.start(realtime=False)
