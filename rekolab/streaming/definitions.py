@@ -293,6 +293,3 @@ def _arn(params: dict) -> str:
 
 def _kind(d: dict) -> str:
     return "FaceSearch" if "FaceSearch" in d["Request"]["Settings"] else "ConnectedHome"
-
-
-# ============================================================================ the manager

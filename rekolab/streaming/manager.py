@@ -29,6 +29,7 @@ from .session import _Session
 log = logging.getLogger("rekolab.streaming")
 
 
+# ============================================================================ the manager
 
 
 class StreamProcessorManager:
@@ -346,6 +347,3 @@ def jobs_publisher(jobs) -> Callable[[str | None, dict], None]:
             except Exception:  # a broken callback must not break the session
                 log.exception("notification callback %r failed", cb)
     return publish
-
-
-# ============================================================================ consumers

@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # annotations only
     from .session import _Session
 
 
+# ============================================================================ consumers
+
 
 _END = object()
 
@@ -344,7 +346,7 @@ def _in_polygon(px: np.ndarray, py: np.ndarray, poly: list[tuple[float, float]])
     return inside
 
 
-# ============================================================================ a session
+# ============================================================================ the sampler
 
 
 class _Sampler:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # annotations only
 log = logging.getLogger("rekolab.streaming")
 
 
+# ============================================================================ a session
+
+
 class _Session:
     """One StartStreamProcessor session, run on two threads: a reader (source ->
     sampled frames, paced in real time) and an analyser (frames -> records ->
@@ -449,9 +452,7 @@ def _record_meta(record: dict, session: _Session) -> dict:
             "Faces": None, "MatchedFaces": None}
 
 
-# ============================================================================ notebook surface
-
-
+# ============================================================================ the session handle
 
 
 class StreamSession:
