@@ -6,7 +6,7 @@
 Each :class:`Operation` says how to run the rekolab job, the models alone, and the
 naive loop a user would write with the same libraries (``cv2.VideoCapture`` reading
 every frame, the library's own model call on each sampled frame). To add an
-operation (segments, text, moderation, persons, ``rekolab serve``), append one
+operation (moderation, persons, ``rekolab serve``), append one
 ``Operation(...)`` to :data:`OPERATIONS`; ``--only NAME`` runs just that row.
 
 ``REKOLAB_BENCH_QUICK=1`` (set by ``--quick``) narrows CLIP's label set to a few
@@ -295,6 +295,89 @@ def _find(record, key):
     return None
 
 
+# --------------------------------------------------------------------------- segments and text
+
+SEGMENT_TYPES = ["TECHNICAL_CUE", "SHOT"]
+
+
+def segment_batches(path: Path, rate: float):
+    """What the segment job decodes: EVERY frame (PyAV, sequential, at most 640 px
+    wide; ``rate`` is not used), in the job's batches of 16; each batch carries its
+    video's path for :func:`segments_model`."""
+    from rekolab.analysis.segments import SegmentDetectionAnalyzer
+
+    for batch in SegmentDetectionAnalyzer({"SegmentTypes": SEGMENT_TYPES}).decode_plan(path).batches(16):
+        batch.extra["path"] = str(path)
+        yield batch
+
+
+def segments_model(batches) -> None:
+    """The analyzer's per-frame work (shot scores, black / bars / plain measures, OCR
+    on plain frames) over frames decoded beforehand, then finalize."""
+    from rekolab.analysis.segments import SegmentDetectionAnalyzer
+
+    analyzer = SegmentDetectionAnalyzer({"SegmentTypes": SEGMENT_TYPES})
+    analyzer.decode_plan(batches[0].extra["path"])  # frame rate, shot detector (the job's decode is not used)
+    for b in batches:
+        analyzer(b)
+    analyzer.finalize(None)
+
+
+def ocr_model():
+    from rekolab.models.ocr import ocr_model
+    return ocr_model()
+
+
+def segments_job(path: Path, rate: float) -> None:
+    import rekolab as rk
+    _wait(rk.start_segment_detection(path, SEGMENT_TYPES))
+
+
+def naive_segments(path: Path, rate: float) -> None:
+    """PySceneDetect's own ``scenedetect.detect(path, AdaptiveDetector())`` (its OpenCV
+    backend, full size) for shots, then a second ``cv2.VideoCapture`` pass testing every
+    frame for black. It finds no colour bars and no credits, which the job does."""
+    import cv2
+    import scenedetect
+
+    scenedetect.detect(str(path), scenedetect.AdaptiveDetector())
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            _ = (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) <= 51).mean() >= 0.99
+    finally:
+        cap.release()
+
+
+def text_job(path: Path, rate: float) -> None:
+    import rekolab as rk
+    _wait(rk.start_text_detection(path, sample_rate=rate))
+
+
+@functools.lru_cache(maxsize=1)
+def text_analyzer():
+    from rekolab.analysis.text import TextDetectionAnalyzer
+    return TextDetectionAnalyzer({})
+
+
+@functools.lru_cache(maxsize=1)
+def rapidocr():
+    from rapidocr_onnxruntime import RapidOCR
+    return RapidOCR()
+
+
+def naive_text(path: Path, rate: float) -> None:
+    """``RapidOCR()`` with its default configuration (the short side scaled up to 736
+    px) on each sampled frame read by ``cv2.VideoCapture``. It gives lines only:
+    no words, no filters, no Rekognition geometry, which the job adds."""
+    engine = rapidocr()
+    for frame in sampled_frames(path, rate):
+        engine(frame)
+
+
 OPERATIONS: list[Operation] = [
     Operation("faces DEFAULT", job=faces_job("DEFAULT"), model=analyzer_model(lambda: face_analyzer("DEFAULT")),
               naive=naive_faces, setup=lambda: face_analyzer("DEFAULT"),
@@ -316,6 +399,16 @@ OPERATIONS: list[Operation] = [
               naive=naive_face_matches, setup=setup_collection,
               note="10k random + 2 real faces indexed (1k in --quick); naive = FaceAnalysis.get + one matmul"),
     Operation("stream processor (face search)", latency=stream_latency, setup=setup_collection),
+]
+
+OPERATIONS += [
+    Operation("segments", job=segments_job, decode=segment_batches, model=segments_model, naive=naive_segments,
+              setup=ocr_model,
+              note="every frame decoded (samples/s unused); naive = scenedetect.detect(AdaptiveDetector()) "
+                   "+ a cv2 pass testing each frame for black (no bars, no credits)"),
+    Operation("text", job=text_job, model=analyzer_model(text_analyzer), naive=naive_text,
+              setup=lambda: (text_analyzer(), rapidocr()), sample_rate=1.0,
+              note="naive = cv2 + RapidOCR() defaults (short side up to 736 px) per sampled frame, lines only"),
 ]
 
 

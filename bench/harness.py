@@ -5,7 +5,8 @@ the model part alone on frames decoded beforehand, and the naive loop a user wou
 write with the same libraries. For each operation and clip the harness measures,
 in one run (so the ratios compare like with like):
 
-* ``decode`` -- rekolab's decoder alone (decord, the sampled frames, prefetch thread);
+* ``decode`` -- rekolab's decoder alone (decord, the sampled frames, prefetch thread;
+  or the operation's own :attr:`Operation.decode`, e.g. every frame for segments);
 * ``model``  -- :attr:`Operation.model` on the batches decoded beforehand;
 * ``job``    -- :attr:`Operation.job` (decode and models overlap);
 * ``naive``  -- :attr:`Operation.naive`;
@@ -42,7 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("REKOLAB_SHARED", REPO.parent / "shared"))
@@ -58,7 +59,9 @@ class Operation:
     is the loop a user would write; ``setup()`` runs once per process before any
     timing (load models, build a collection; it must be idempotent: RSS children run
     it again in a fresh process). ``latency(path, rate) -> dict`` replaces the four
-    throughput timings (its dict becomes the row)."""
+    throughput timings (its dict becomes the row). ``decode(path, rate)`` -> batches:
+    the frames the job decodes, when they are not the sampled plan's (segment
+    detection decodes every frame); it is the decode-only column and feeds ``model``."""
 
     name: str
     job: Callable[[Path, float], None] | None = None
@@ -69,6 +72,7 @@ class Operation:
     sample_rate: float = 5.0
     note: str = ""
     env: dict = field(default_factory=dict)  # environment for this row (and its RSS children)
+    decode: Callable[[Path, float], Iterable] | None = None
 
 
 def decode_batches(path: Path, rate: float, batch_size: int = 16) -> list:
@@ -76,9 +80,9 @@ def decode_batches(path: Path, rate: float, batch_size: int = 16) -> list:
     return list(plan(path, rate).batches(batch_size))
 
 
-def time_decode(path: Path, rate: float) -> float:
+def time_decode(path: Path, rate: float, decode=None) -> float:
     t = time.perf_counter()
-    n = sum(len(b) for b in decode_batches(path, rate))
+    n = sum(len(b) for b in (decode or decode_batches)(path, rate))
     assert n > 0
     return time.perf_counter() - t
 
@@ -126,9 +130,9 @@ def measure(op: Operation, path: Path, rate: float, repeat: int) -> dict:
         def best(fn, *args):
             return secs / min(_timed(fn, *args) for _ in range(repeat))
 
-        row["decode"] = best(time_decode, path, rate)
+        row["decode"] = best(time_decode, path, rate, op.decode)
         if op.model is not None:
-            batches = decode_batches(path, rate)
+            batches = list((op.decode or decode_batches)(path, rate))
             op.model(batches[:1])  # warm-up (first calls build sessions and caches)
             row["model"] = best(op.model, batches)
             del batches

@@ -68,9 +68,9 @@ def test_batches_of_any_size_give_the_stock_detectors_cuts(frames):
     assert [s.start_frame for s in results[0]] == [0, 20, 82]
 
 
-def test_threaded_swscale_gives_the_single_thread_pixels(tmp_path):
-    """every_frame decodes with swscale slice threads; a 1280 x 720 video scaled to
-    640 x 360 gets the very pixels a one-thread conversion gives."""
+def test_every_frame_scaling_gives_pyav_default_pixels(tmp_path):
+    """every_frame scales with swscale on the decode thread (``threads=1``); a 1280 x
+    720 video scaled to 640 x 360 gets the very pixels PyAV's default conversion gives."""
     import av
 
     from rekolab.testing import spliced_video

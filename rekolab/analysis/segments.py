@@ -58,7 +58,7 @@ from . import shots as shots_mod
 from .shots import DECODE_WIDTH
 
 __all__ = ["SegmentDetectionAnalyzer", "SegmentFilters", "parse_filters", "check_start", "black_coverage",
-           "bars_score", "plain_share", "audio_metadata", "CUES_VERSION", "MEASURE_WIDTH"]
+           "bars_score", "bars_scores", "plain_share", "audio_metadata", "CUES_VERSION", "MEASURE_WIDTH"]
 
 DEFAULT_MIN_SEGMENT_CONFIDENCE = 50.0
 DEFAULT_MAX_PIXEL_THRESHOLD = 0.2
@@ -130,22 +130,29 @@ def black_coverage(rgb: np.ndarray, max_pixel_threshold: float = DEFAULT_MAX_PIX
 
 def bars_score(rgb: np.ndarray) -> float:
     """0-1: how well the frame's top reads as SMPTE or EBU colour bars."""
+    return float(bars_scores(rgb[None])[0])
+
+
+def bars_scores(frames: np.ndarray) -> np.ndarray:
+    """:func:`bars_score` of each frame of a ``(B, H, W, 3)`` batch: one area
+    resize per frame and pattern, the rest for the whole batch at once (the same
+    numbers: the column means are exact sums of integers)."""
     cv2 = require("cv2", "video")
-    top = rgb[: max(1, int(rgb.shape[0] * 0.6))]
-    best = 0.0
+    top = frames[:, : max(1, int(frames.shape[1] * 0.6))]
+    best = np.zeros(len(frames))
     for ref in (_BARS, _EBU):
         n = len(ref)
         # 8 pixels per column (area-averaged); the outer 2 of each 8 may straddle a bar edge.
-        cols = cv2.resize(top, (n * 8, 12), interpolation=cv2.INTER_AREA).astype(np.float32)
-        inner = cols.reshape(12, n, 8, 3)[:, :, 2:6, :]
-        mean = inner.mean(axis=(0, 2))  # (n, 3)
-        spread = np.abs(inner - mean[None, :, None, :]).mean(axis=(0, 2, 3))  # (n,)
-        scale = float(mean.max())
-        if scale < 60:
-            continue
-        err = np.abs(mean / scale - ref).max(axis=1)
-        ok = (err <= 0.25) & (spread / scale <= 0.1)
-        best = max(best, float(ok.mean()))
+        cols = np.stack([cv2.resize(t, (n * 8, 12), interpolation=cv2.INTER_AREA) for t in top]).astype(np.float32)
+        inner = cols.reshape(-1, 12, n, 8, 3)[:, :, :, 2:6, :]
+        mean = inner.mean(axis=(1, 3))  # (B, n, 3)
+        spread = np.abs(inner - mean[:, None, :, None, :]).mean(axis=(1, 3, 4))  # (B, n)
+        scale = mean.max(axis=(1, 2))  # (B,)
+        lit = scale >= 60
+        safe = np.where(lit, scale, 1.0).astype(np.float32)
+        err = np.abs(mean / safe[:, None, None] - ref).max(axis=2)
+        ok = (err <= 0.25) & (spread / safe[:, None] <= 0.1)
+        best = np.maximum(best, np.where(lit, ok.mean(axis=1), 0.0))
     return best
 
 
@@ -265,7 +272,7 @@ class SegmentDetectionAnalyzer:
             plain = [plain_share(f) for f in small]
             self._coverage += coverage
             self._plain += plain
-            self._bars += [bars_score(f) for f in small]
+            self._bars += bars_scores(small).tolist()
             for i, (ms, n) in enumerate(zip(batch.timestamps_ms.tolist(), batch.indices.tolist())):
                 # OCR only on plain, non-black frames: the only ones that can be credits.
                 if ms >= self._next_ocr_ms and plain[i] >= PLAIN_MIN_SHARE and coverage[i] < self.filters.min_coverage:
