@@ -235,16 +235,21 @@ class YoloxDetector:
                 self._grids[key] = cached
         return cached
 
-    def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, float]:
-        """Letterbox one BGR uint8 frame: ``(CHW float32, ratio)``."""
+    def preprocess(self, frame_bgr: np.ndarray, *, rgb: bool = False) -> tuple[np.ndarray, float]:
+        """Letterbox one BGR uint8 frame: ``(CHW float32, ratio)``.
+
+        ``rgb=True`` takes an RGB frame (a decoded :class:`~rekolab.video.FrameBatch`
+        frame) and swaps the channels on the small letterboxed canvas instead of
+        copying the whole frame: the resize works per channel, so the input is the
+        same to the bit."""
         cv2 = require("cv2", "video")
         frame = np.asarray(frame_bgr)
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         elif frame.ndim != 3 or frame.shape[2] not in (3, 4):
-            raise ValueError(f"expected an HxWx3 BGR frame, got shape {frame.shape}")
+            raise ValueError(f"expected an HxWx3 {'RGB' if rgb else 'BGR'} frame, got shape {frame.shape}")
         if frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+            frame = cv2.cvtColor(frame, cv2.COLOR_RGBA2RGB if rgb else cv2.COLOR_BGRA2BGR)
         H, W = self.input_size
         h, w = frame.shape[:2]
         r = min(H / h, W / w)
@@ -252,7 +257,8 @@ class YoloxDetector:
         resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
         canvas = np.full((H, W, 3), PAD_VALUE, np.uint8)
         canvas[:nh, :nw] = resized
-        return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32), r
+        chw = canvas.transpose(2, 0, 1)
+        return np.ascontiguousarray(chw[::-1] if rgb else chw, dtype=np.float32), r
 
     def postprocess(self, raw: np.ndarray, ratio: float, image_hw: tuple[int, int]) -> Detections:
         """Decode one image's ``(A, 5+C)`` rows to :class:`Detections`."""
@@ -289,14 +295,15 @@ class YoloxDetector:
         """Detect objects in one BGR (OpenCV order) uint8 frame."""
         return self.detect_batch([frame_bgr])[0]
 
-    def detect_batch(self, frames: Iterable[np.ndarray] | np.ndarray) -> list[Detections]:
-        """Detect in many BGR frames; batched when the graph's batch axis allows it."""
+    def detect_batch(self, frames: Iterable[np.ndarray] | np.ndarray, *, rgb: bool = False) -> list[Detections]:
+        """Detect in many BGR frames (RGB with ``rgb=True``: no full-frame channel
+        swap, see :meth:`preprocess`); batched when the graph's batch axis allows it."""
         frames = list(frames)
         results: list[Detections] = []
         step = self.batch_size
         for start in range(0, len(frames), step):
             chunk: Sequence[np.ndarray] = frames[start:start + step]
-            prepped = [self.preprocess(f) for f in chunk]
+            prepped = [self.preprocess(f, rgb=rgb) for f in chunk]
             batch = np.stack([p[0] for p in prepped])
             n = batch.shape[0]
             if self.fixed_batch is not None and n < self.fixed_batch:
