@@ -21,7 +21,9 @@ Per sampled frame (docs/persons.md):
    person box that holds at least 80% of it (the tightest such box; one face per
    person, best face first). ``Person.Face`` is its FaceDetail with the DEFAULT
    attributes (BoundingBox, Confidence, Landmarks, Pose, Quality). Each face is also
-   embedded (the pack's recognizer), for step 5.
+   embedded (the pack's recognizer), for step 5. The face models run once per batch of
+   frames (SCRFD on the frames that have person boxes, PFLD and the recognizer on the
+   faces that belong to a person), with the same result as frame by frame.
 5. **One Index per person** (:meth:`PersonTrackingAnalyzer.finalize`, once per job):
    tracks are taken in order of first appearance; a track joins an earlier person
    it never shares a frame with when their mean face embeddings have cosine >= 0.40
