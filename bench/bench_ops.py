@@ -6,7 +6,7 @@
 Each :class:`Operation` says how to run the rekolab job, the models alone, and the
 naive loop a user would write with the same libraries (``cv2.VideoCapture`` reading
 every frame, the library's own model call on each sampled frame). To add an
-operation (moderation, persons, ``rekolab serve``), append one
+operation, append one
 ``Operation(...)`` to :data:`OPERATIONS`; ``--only NAME`` runs just that row.
 
 ``REKOLAB_BENCH_QUICK=1`` (set by ``--quick``) narrows CLIP's label set to a few
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import SHARED, Operation, main, summary  # noqa: E402
+from harness import SHARED, Operation, main, percentile, summary  # noqa: E402
 
 MEDIA = SHARED / "media"
 
@@ -401,6 +401,213 @@ def naive_text(path: Path, rate: float) -> None:
         engine(frame)
 
 
+# --------------------------------------------------------------------------- moderation, persons
+
+
+@functools.lru_cache(maxsize=1)
+def nude_detector():
+    """nudenet's own NudeDetector (its session, its defaults), as its README shows."""
+    from nudenet import NudeDetector
+    return NudeDetector()
+
+
+def naive_moderation(path: Path, rate: float) -> None:
+    det = nude_detector()
+    for frame in sampled_frames(path, rate):
+        det.detect(frame)
+
+
+@functools.lru_cache(maxsize=1)
+def person_models():
+    """The naive person loop's models: insightface's FaceAnalysis (detection and
+    recognition, as the person job needs) and YOLOX keeping boxes >= 0.1."""
+    from insightface.app import FaceAnalysis
+
+    from rekolab.models import onnx_providers
+    from rekolab.models.faces import resolve_pack_dir
+
+    name, folder = resolve_pack_dir()
+    app = FaceAnalysis(name=name, root=str(folder.parent.parent), providers=onnx_providers(),
+                       allowed_modules=["detection", "recognition"])
+    app.prepare(ctx_id=-1 if onnx_providers()[0] == "CPUExecutionProvider" else 0, det_size=(640, 640))
+    from rekolab.models.yolox import YoloxDetector
+    return app, YoloxDetector(score_threshold=0.1)
+
+
+def naive_persons(path: Path, rate: float) -> None:
+    """YOLOX persons -> trackers.ByteTrackTracker, FaceAnalysis.get, per sampled frame."""
+    import supervision as sv
+    from trackers import ByteTrackTracker
+
+    app, det = person_models()
+    tracker = ByteTrackTracker(frame_rate=rate, minimum_consecutive_frames=1)
+    for frame in sampled_frames(path, rate):
+        d = det.detect(frame)
+        keep = d.class_ids == 0
+        tracker.update(sv.Detections(xyxy=d.boxes_xyxy[keep], confidence=d.scores[keep],
+                                     class_id=d.class_ids[keep].astype(int)))
+        app.get(frame)
+
+
+@functools.lru_cache(maxsize=1)
+def moderation_analyzer():
+    from rekolab.analysis.moderation import ContentModerationAnalyzer
+    return ContentModerationAnalyzer({"Models": ["NUDENET"]})
+
+
+def moderation_job(path: Path, rate: float) -> None:
+    import rekolab as rk
+    _wait(rk.start_content_moderation(path, models=["NUDENET"], sample_rate=rate))
+
+
+def persons_analyzer():
+    from rekolab.analysis.persons import PersonTrackingAnalyzer
+    return PersonTrackingAnalyzer({"SampleRate": 5.0})
+
+
+def persons_model(batches) -> None:
+    """A fresh analyzer per run (tracker state), its finalize included, as a job runs it."""
+    import pyarrow as pa
+
+    analyzer = persons_analyzer()
+    analyzer.finalize(pa.Table.from_batches([analyzer(b) for b in batches], schema=analyzer.schema))
+
+
+def persons_job(path: Path, rate: float) -> None:
+    import rekolab as rk
+    _wait(rk.start_person_tracking(path, sample_rate=rate))
+
+
+# --------------------------------------------------------------------------- rekolab serve
+
+
+def serve_load(path: Path, rate: float, clients: int = 32, calls: int = 50) -> dict:
+    """``rekolab serve`` on 127.0.0.1 (its own home; the clip's folder as bucket
+    ``media``), driven through real boto3: a face-detection job on the clip, then
+
+    * one client reading every page of GetFaceDetection (MaxResults 2), in turn:
+      requests/s and p50/p95 ms;
+    * ``clients`` concurrent clients x ``calls`` calls: GetFaceDetection pages
+      (MaxResults 2, random page), ListCollections, ListFaces, DescribeCollection, and one
+      IndexFaces per client (a slow synchronous call that must not hold the others up):
+      calls/s, GetFaceDetection p50/p95 ms under that load, IndexFaces p50, errors.
+
+    The clients share the server's CPUs (signing and parsing included)."""
+    import random
+    import signal
+    import socket
+    import subprocess
+    import threading
+
+    import boto3
+    import httpx
+    from botocore.config import Config
+
+    work = Path(os.environ["REKOLAB_HOME"]) / f"serve-{int(time.time() * 1000)}"
+    work.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, REKOLAB_HOME=str(work), REKOLAB_BUCKETS=f"media={path.parent}",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    server = subprocess.Popen([sys.executable, "-m", "rekolab.cli", "serve", "--host", "127.0.0.1",
+                               "--port", str(port), "--log-level", "warning"],
+                              env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def make():
+        return boto3.client("rekognition", endpoint_url=url, region_name="us-east-1",
+                            aws_access_key_id="bench", aws_secret_access_key="bench",
+                            config=Config(retries={"max_attempts": 1}, max_pool_connections=4))
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                if server.poll() is not None:
+                    raise RuntimeError("rekolab serve exited at start")
+                time.sleep(0.1)
+        rek = make()
+        image = (MEDIA / "faces" / "obama.jpg").read_bytes()
+        rek.create_collection(CollectionId="bench")
+        rek.index_faces(CollectionId="bench", Image={"Bytes": image})  # loads the models once
+        job_id = rek.start_face_detection(Video={"S3Object": {"Bucket": "media", "Name": path.name}})["JobId"]
+        while rek.get_face_detection(JobId=job_id, MaxResults=1)["JobStatus"] == "IN_PROGRESS":
+            time.sleep(0.2)
+        assert rek.get_face_detection(JobId=job_id, MaxResults=1)["JobStatus"] == "SUCCEEDED"
+
+        def read_all(max_results: int) -> tuple[list[float], list]:
+            ms, tokens, token = [], [None], None
+            while True:
+                t0 = time.perf_counter()
+                page = rek.get_face_detection(JobId=job_id, MaxResults=max_results,
+                                              **({"NextToken": token} if token else {}))
+                ms.append((time.perf_counter() - t0) * 1000)
+                token = page.get("NextToken")
+                if not token:
+                    return ms, tokens
+                tokens.append(token)
+
+        read_all(2)  # warm-up
+        t0 = time.perf_counter()
+        pages_ms, tokens = read_all(2)
+        one_wall = time.perf_counter() - t0
+
+        ops = {
+            "GetFaceDetection": lambda c, r: c.get_face_detection(
+                JobId=job_id, MaxResults=2, **({"NextToken": t} if (t := r.choice(tokens)) else {})),
+            "ListCollections": lambda c, r: c.list_collections(),
+            "ListFaces": lambda c, r: c.list_faces(CollectionId="bench"),
+            "DescribeCollection": lambda c, r: c.describe_collection(CollectionId="bench"),
+            "IndexFaces": lambda c, r: c.index_faces(CollectionId="bench", Image={"Bytes": image}),
+        }
+        latencies: dict[str, list[float]] = {k: [] for k in ops}
+        errors: list[str] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(clients)
+
+        def worker(i: int) -> None:
+            r, c = random.Random(i), make()
+            plan = [r.choice(["GetFaceDetection"] * 3 + ["ListCollections", "ListFaces", "DescribeCollection"])
+                    for _ in range(calls - 1)]
+            plan.insert(r.randrange(calls), "IndexFaces")
+            barrier.wait()
+            for op in plan:
+                t1 = time.perf_counter()
+                try:
+                    ops[op](c, r)
+                except Exception as exc:  # counted and reported, the load goes on
+                    with lock:
+                        errors.append(f"{op}: {exc}")
+                    continue
+                with lock:
+                    latencies[op].append((time.perf_counter() - t1) * 1000)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        many_wall = time.perf_counter() - t0
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    for e in errors[:5]:
+        print("serve error:", e, file=sys.stderr)
+    get = latencies["GetFaceDetection"]
+    return {"pages": len(pages_ms), "one_rps": len(pages_ms) / one_wall, "one_p50_ms": percentile(pages_ms, 50),
+            "one_p95_ms": percentile(pages_ms, 95), "clients": clients,
+            "many_calls": sum(map(len, latencies.values())), "many_rps": sum(map(len, latencies.values())) / many_wall,
+            "many_get_p50_ms": percentile(get, 50), "many_get_p95_ms": percentile(get, 95),
+            "many_index_p50_ms": percentile(latencies["IndexFaces"], 50), "errors": len(errors)}
+
+
 OPERATIONS: list[Operation] = [
     Operation("faces DEFAULT", job=faces_job("DEFAULT"), model=analyzer_model(lambda: face_analyzer("DEFAULT")),
               naive=naive_faces, setup=lambda: face_analyzer("DEFAULT"),
@@ -422,9 +629,15 @@ OPERATIONS: list[Operation] = [
               naive=naive_face_matches, setup=setup_collection,
               note="10k random + 2 real faces indexed (1k in --quick); naive = FaceAnalysis.get + one matmul"),
     Operation("stream processor (face search)", latency=stream_latency, setup=setup_collection),
-]
-
-OPERATIONS += [
+    Operation("moderation", job=moderation_job, model=analyzer_model(moderation_analyzer), naive=naive_moderation,
+              setup=moderation_analyzer,
+              note="NudeNet 320n only (no CLIP configured); naive = cv2 + nudenet.NudeDetector.detect per sampled frame"),
+    Operation("persons", job=persons_job, model=persons_model, naive=naive_persons, setup=person_models,
+              note="naive = cv2 + YOLOX persons + trackers.ByteTrackTracker + FaceAnalysis.get (detection, "
+                   "recognition) per sampled frame"),
+    Operation("rekolab serve", latency=serve_load,
+              note="boto3 clients on the same 2 cores as the server; the Get* job is a face detection of the clip "
+                   "(default SampleRate: boto3 cannot send the extension)"),
     Operation("segments", job=segments_job, decode=segment_batches, model=segments_model, naive=naive_segments,
               setup=ocr_model,
               note="every frame decoded (samples/s unused); naive = scenedetect.detect(AdaptiveDetector()) "

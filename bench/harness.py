@@ -212,6 +212,16 @@ def cpu_section(rows: list[dict], rss: dict, args, when: str) -> str:
         for r in latency:
             lines.append(f"| {r['operation']} | {r['clip']} | {r['rate']:g} | {r['records']} | {r['p50_ms']:.0f} | "
                          f"{r['p95_ms']:.0f} | {r['max_ms']:.0f} |")
+    served = [r for r in rows if "one_rps" in r]
+    if served:
+        lines += ["", "| server | clip | GetFaceDetection pages | 1 client req/s | p50 ms | p95 ms | clients | calls | "
+                  "mixed calls/s | GetFaceDetection p50 ms | p95 ms | IndexFaces p50 ms | errors |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in served:
+            lines.append(f"| {r['operation']} | {r['clip']} | {r['pages']} | {r['one_rps']:.0f} | {r['one_p50_ms']:.0f} | "
+                         f"{r['one_p95_ms']:.0f} | {r['clients']} | {r['many_calls']} | {r['many_rps']:.0f} | "
+                         f"{r['many_get_p50_ms']:.0f} | {r['many_get_p95_ms']:.0f} | {r['many_index_p50_ms']:.0f} | "
+                         f"{r['errors']} |")
     if rss:
         lines += ["", f"| operation | peak RSS 1x (MiB) | peak RSS {args.times}x (MiB) | ratio |", "|---|---|---|---|"]
         for name, (one, many) in rss.items():

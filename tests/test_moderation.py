@@ -42,8 +42,8 @@ class FakeNudeNet:
     def __init__(self, outputs):
         self.outputs = outputs
 
-    def detect_batch(self, frames_bgr):
-        return [self.outputs(np.ascontiguousarray(f[:, :, ::-1])) for f in frames_bgr]
+    def detect_batch(self, frames, rgb=False):
+        return [self.outputs(f if rgb else np.ascontiguousarray(f[:, :, ::-1])) for f in frames]
 
 
 # -- the wrapper -----------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def controlled_job(tmp_path_factory):
             return det(("BUTTOCKS_EXPOSED", 0.6 + i / 100, (0, 0, 160, 120))) if i < 10 or i >= 20 else det()
 
         mp.setattr(NudeNetDetector, "__init__", lambda self, *a, **k: None)
-        mp.setattr(NudeNetDetector, "detect_batch", lambda self, frames: FakeNudeNet(outputs).detect_batch(frames))
+        mp.setattr(NudeNetDetector, "detect_batch", lambda self, frames, rgb=False: FakeNudeNet(outputs).detect_batch(frames, rgb))
         mp.setattr(NudeNetDetector, "name", "fake", raising=False)
         mp.setattr(NudeNetDetector, "path", "fake", raising=False)
         try:

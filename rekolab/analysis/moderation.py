@@ -286,8 +286,8 @@ class ContentModerationAnalyzer:
         nude = np.zeros((n, L), np.float32)
         instances: list[dict[int, list[dict]]] = [{} for _ in range(n)]
         if self.nudenet is not None:
-            bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames_rgb]
-            for k, (frame, det) in enumerate(zip(bgr, self.nudenet.detect_batch(bgr))):
+            dets = self.nudenet.detect_batch(frames_rgb, rgb=True)  # swapped to BGR in its blob, no copy
+            for k, (frame, det) in enumerate(zip(frames_rgb, dets)):
                 self._add_nudenet(k, frame.shape[:2], det, nude, instances)
         clip = np.zeros((n, L), np.float32)
         content = None

@@ -21,7 +21,9 @@ Per sampled frame (docs/persons.md):
    person box that holds at least 80% of it (the tightest such box; one face per
    person, best face first). ``Person.Face`` is its FaceDetail with the DEFAULT
    attributes (BoundingBox, Confidence, Landmarks, Pose, Quality). Each face is also
-   embedded (the pack's recognizer), for step 5.
+   embedded (the pack's recognizer), for step 5. The face models run once per batch of
+   frames (SCRFD on the frames that have person boxes, PFLD and the recognizer on the
+   faces that belong to a person), with the same result as frame by frame.
 5. **One Index per person** (:meth:`PersonTrackingAnalyzer.finalize`, once per job):
    tracks are taken in order of first appearance; a track joins an earlier person
    it never shares a frame with when their mean face embeddings have cosine >= 0.40
@@ -214,9 +216,9 @@ class PersonTrackingAnalyzer:
         except Exception as exc:  # no insightface / no pack: persons without Face
             self._face_reason = f"no face pack: {exc}"
         if self.pack is not None:
-            from .face_attributes import describe_faces
+            from .face_attributes import describe_faces_batch
 
-            self._describe = describe_faces
+            self._describe = describe_faces_batch
         self.tracker = self._new_tracker()
         self.shot = 0
         self._track_of: dict[tuple[int, int], int] = {}
@@ -246,42 +248,50 @@ class PersonTrackingAnalyzer:
                          else f"tracks only ({self._face_reason})"),
         }
 
-    # -- per frame ---------------------------------------------------------------------
-    def _faces(self, frame_bgr, persons_xyxy):
-        """Per person box: (FaceDetail or None, embedding or None)."""
-        n = len(persons_xyxy)
-        if self.pack is None or n == 0:
-            return [None] * n, [None] * n
-        boxes, scores, kps = self.pack.detect(frame_bgr)
-        owner = assign_faces(persons_xyxy, boxes)
-        used = [j for j in owner if j >= 0]
-        if not used:
-            return [None] * n, [None] * n
-        details = self._describe(frame_bgr, boxes[used], kps[used], scores[used], self.pack.attributes, "DEFAULT")
-        embs = (self.pack.embed(frame_bgr, kps[used]) if self._face_reason is None
-                else [None] * len(used))
-        by_face = {j: (d, e) for j, d, e in zip(used, details, embs)}
-        faces = [None] * n
-        emb = [None] * n
-        for i, j in enumerate(owner):
-            if j >= 0:
-                detail, e = by_face[int(j)]
-                faces[i] = {k: detail.get(k) for k in _FACE_KEYS}
-                emb[i] = e
-        return faces, emb
+    # -- per batch of frames -------------------------------------------------------------
+    def _faces(self, frames_bgr, persons_per_frame):
+        """Per frame, per person box: ``(FaceDetail or None, embedding or None)``. The
+        face models run once per batch of frames (SCRFD on the frames with person boxes,
+        the attribute models and the recognizer on the faces that have a person)."""
+        out = [([None] * len(p), [None] * len(p)) for p in persons_per_frame]
+        need = [k for k, p in enumerate(persons_per_frame) if len(p)] if self.pack is not None else []
+        if not need:
+            return out
+        found = self.pack.detect_batch([frames_bgr[k] for k in need])
+        owners, used = [], []
+        for k, (boxes, _, _) in zip(need, found):
+            owners.append(assign_faces(persons_per_frame[k], boxes))
+            used.append([int(j) for j in owners[-1] if j >= 0])
+        live = [i for i, u in enumerate(used) if u]
+        if not live:
+            return out
+        frames = [frames_bgr[need[i]] for i in live]
+        sel = [(found[i][0][used[i]], found[i][1][used[i]], found[i][2][used[i]]) for i in live]
+        details = self._describe(frames, [b for b, _, _ in sel], [kp for _, _, kp in sel], [sc for _, sc, _ in sel],
+                                 self.pack.attributes, "DEFAULT")
+        embs = (self.pack.embed_batch(frames, [kp for _, _, kp in sel]) if self._face_reason is None
+                else [[None] * len(used[i]) for i in live])
+        for i, frame_details, frame_embs in zip(live, details, embs):
+            by_face = {j: (d, e) for j, d, e in zip(used[i], frame_details, frame_embs)}
+            faces, emb = out[need[i]]
+            for p, j in enumerate(owners[i]):
+                if j >= 0:
+                    detail, e = by_face[int(j)]
+                    faces[p] = {key: detail.get(key) for key in _FACE_KEYS}
+                    emb[p] = e
+        return out
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
         import supervision as sv
 
         bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in batch.frames]
         dets = self.detector.detect_batch(bgr)
-        rows = []
-        for frame, det, ts, index in zip(bgr, dets, batch.timestamps_ms, batch.indices):
-            ts = int(ts)
-            if self.cuts.is_cut(frame, ts):
+        steps = []  # per frame: (cut, shot, tracked boxes, track ids, confidences)
+        for frame, det, ts in zip(bgr, dets, batch.timestamps_ms):
+            cut = self.cuts.is_cut(frame, int(ts))
+            if cut:
                 self.tracker.reset()
                 self.shot += 1
-                self._pending = []
             keep = det.class_ids == self.person_class
             people = sv.Detections(xyxy=det.boxes_xyxy[keep].astype(np.float32).reshape(-1, 4),
                                    confidence=det.scores[keep].astype(np.float32),
@@ -293,9 +303,14 @@ class PersonTrackingAnalyzer:
                     else np.ones(len(tracked), np.float32)).astype(np.float64)
             # tracked boxes, and the unconfirmed ones that may seed a track next frame
             wanted = (ids >= 0) | (conf >= TRACK_START_SCORE)
-            xyxy = tracked.xyxy[wanted]
-            ids, conf = ids[wanted], conf[wanted]
-            faces, embs = self._faces(frame, xyxy)
+            steps.append((cut, self.shot, tracked.xyxy[wanted], ids[wanted], conf[wanted]))
+        faces_per_frame = self._faces(bgr, [s[2] for s in steps])
+        rows = []
+        for frame, ts, index, (cut, shot, xyxy, ids, conf), (faces, embs) in zip(
+                bgr, batch.timestamps_ms, batch.indices, steps, faces_per_frame):
+            ts = int(ts)
+            if cut:
+                self._pending = []
             h, w = frame.shape[:2]
             pending, self._pending = self._pending, []
             for box, tid, c, face, emb in zip(xyxy, ids, conf, faces, embs):
@@ -303,16 +318,16 @@ class PersonTrackingAnalyzer:
                 ratio = np.array([x1 / w, y1 / h, x2 / w, y2 / h])
                 row = {"Timestamp": ts, "FrameNumber": int(index),
                        "BoundingBox": {"Width": (x2 - x1) / w, "Height": (y2 - y1) / h, "Left": x1 / w, "Top": y1 / h},
-                       "Face": face, "Confidence": c * 100.0, "Shot": self.shot}
+                       "Face": face, "Confidence": c * 100.0, "Shot": shot}
                 emb = None if emb is None else np.asarray(emb, np.float64)
                 if tid < 0:
                     self._pending.append((row, ratio, emb))
                     continue
-                key = (self.shot, int(tid))
+                key = (shot, int(tid))
                 track = self._track_of.get(key)
                 if track is None:
                     track = self._track_of[key] = len(self._track_of)
-                    info = self.tracks[track] = _TrackInfo(ts, ts, self.shot)
+                    info = self.tracks[track] = _TrackInfo(ts, ts, shot)
                     seed = self._seed(pending, ratio)
                     if seed is not None:  # ByteTrack held this box back last frame, unconfirmed
                         seed_row, seed_box, seed_emb = seed

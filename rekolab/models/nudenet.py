@@ -93,7 +93,7 @@ class NudeDetection:
 
 
 class NudeNetDetector:
-    """``detect_batch(frames_bgr) -> [NudeDetection]``. ``batch_size`` frames per
+    """``detect_batch(frames_bgr) -> [NudeDetection]`` (``rgb=True`` for RGB frames). ``batch_size`` frames per
     ``session.run`` (the graph's batch axis is dynamic)."""
 
     def __init__(self, path: str | os.PathLike | None = None, batch_size: int = 8):
@@ -111,15 +111,17 @@ class NudeNetDetector:
         return f"NudeNetDetector({self.path.name}, batch_size={self.batch_size})"
 
     @staticmethod
-    def preprocess(frame_bgr: np.ndarray) -> tuple[np.ndarray, float]:
+    def preprocess(frame: np.ndarray, rgb: bool = False) -> tuple[np.ndarray, float]:
         """``(3, 320, 320)`` float32 0..1 (BGR, as nudenet feeds it) and the scale back
-        to frame pixels."""
+        to frame pixels. ``rgb``: the frame is RGB (a decoded frame as it comes): the
+        channels are swapped inside ``blobFromImage`` (padding and resizing are per
+        channel, so the blob is bit for bit the one of the BGR copy, without the copy)."""
         cv2 = require("cv2", "video")
-        h, w = frame_bgr.shape[:2]
+        h, w = frame.shape[:2]
         side = max(h, w)
-        padded = cv2.copyMakeBorder(frame_bgr, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT)
+        padded = cv2.copyMakeBorder(frame, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT)
         blob = cv2.dnn.blobFromImage(padded, 1 / 255.0, (INPUT_SIZE, INPUT_SIZE), (0, 0, 0),
-                                     swapRB=False, crop=False)
+                                     swapRB=rgb, crop=False)
         return blob[0], side / INPUT_SIZE
 
     @staticmethod
@@ -153,12 +155,13 @@ class NudeNetDetector:
         xyxy = np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], axis=1).astype(np.float32)
         return NudeDetection(xyxy, scores[idx].astype(np.float32), class_ids[idx].astype(np.int64))
 
-    def detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[NudeDetection]:
-        frames = list(frames_bgr)
+    def detect_batch(self, frames: Sequence[np.ndarray], rgb: bool = False) -> list[NudeDetection]:
+        """Detections per frame; frames are BGR, or RGB with ``rgb=True``."""
+        frames = list(frames)
         results: list[NudeDetection] = []
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start:start + self.batch_size]
-            prepared = [self.preprocess(f) for f in chunk]
+            prepared = [self.preprocess(f, rgb) for f in chunk]
             x = np.stack([p[0] for p in prepared])
             raw = self.session.run(None, {self.input_name: x})[0]
             for k, (frame, (_, scale)) in enumerate(zip(chunk, prepared)):
