@@ -17,7 +17,8 @@ Per sampled frame:
    Quality), as GetFaceSearch returns;
 5. :func:`rekolab.collections.search_embeddings` matches each face against the
    collection: ``FaceMatches`` with Similarity >= FaceMatchThreshold (default 80),
-   highest first, decided per frame.
+   highest first, decided per face (the faces of a whole batch of frames go in one
+   call: one matrix product per collection segment).
 
 Every detected face is a row, matched or not (Rekognition returns persons with an
 empty ``FaceMatches`` too). ``Person.BoundingBox`` (the body box) is left out: no
