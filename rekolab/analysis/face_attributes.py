@@ -552,6 +552,11 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 #: 3.3 with one call per batch. The outputs are bit-identical whatever the chunk.
 #: On a GPU the whole batch goes in one call.
 PFLD_CPU_CHUNK = 4
+#: Faces per expression / age-gender call on the CPU. Their CPU per face is flat from 1
+#: to 64 faces, but onnxruntime's memory arena grows to the largest batch it has seen
+#: (in power-of-two steps), and a batch's face count varies: in whole batches, peak RSS
+#: of a long job kept rising with the length of the video. Fixed-size calls bound it.
+SMALL_MODEL_CPU_CHUNK = 16
 
 
 def _run(path: Path, batch: np.ndarray, cpu_chunk: int | None = None) -> np.ndarray:
@@ -610,7 +615,7 @@ def _emotion_probs(grays, boxes, path: Path) -> list[np.ndarray]:
             crop = _crop(gray, x0, y0, max(int(round(x2)), x0 + 1), max(int(round(y2)), y0 + 1))
             crops.append(cv2.resize(crop, (64, 64)))  # the model's recipe: plain cv2.resize
     batch = (np.stack(crops).astype(np.float32) / 255.0 - 0.5) * 2.0
-    return _split(_run(path, batch[..., None]).reshape(-1, 7).astype(np.float64), boxes)
+    return _split(_run(path, batch[..., None], SMALL_MODEL_CPU_CHUNK).reshape(-1, 7).astype(np.float64), boxes)
 
 
 def _genderage(frames, boxes, path: Path) -> list[np.ndarray]:
@@ -625,7 +630,7 @@ def _genderage(frames, boxes, path: Path) -> list[np.ndarray]:
             m = np.array([[s, 0.0, 48.0 - s * cx], [0.0, s, 48.0 - s * cy]])
             crop = cv2.warpAffine(frame, m, (96, 96), borderValue=0)
             blobs.append(crop[..., ::-1].transpose(2, 0, 1))  # RGB, 0..255
-    out = _run(path, np.stack(blobs).astype(np.float32)).reshape(-1, 3)[:, :3].astype(np.float64)
+    out = _run(path, np.stack(blobs).astype(np.float32), SMALL_MODEL_CPU_CHUNK).reshape(-1, 3)[:, :3].astype(np.float64)
     return _split(out, boxes)
 
 
