@@ -548,8 +548,8 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 #: Faces per PFLD call when it runs on the CPU. PFLD's activations at 112x112 outgrow
 #: the core caches in big batches: on 2 cores (AMD EPYC, 1 MiB L2 per core) it took
 #: 4.7-5.3 ms of CPU per face in calls of 1-4 faces, 6.4-7.9 in calls of 16-64, and
-#: the ALL analyzer over the Hamilton clip 2.9-3.0 CPU s with chunks of 2-4 against
-#: 3.3 with one call per batch. The outputs are bit-identical whatever the chunk.
+#: the ALL analyzer over the Hamilton clip 2.76-2.86 CPU s with chunks of 4 against
+#: 2.86-4.3 with one call per batch (interleaved runs on a loaded machine). The outputs are bit-identical whatever the chunk.
 #: On a GPU the whole batch goes in one call.
 PFLD_CPU_CHUNK = 4
 #: Faces per expression / age-gender call on the CPU. Their CPU per face is flat from 1
