@@ -44,7 +44,7 @@ from ..models.faces import face_pack, similarity
 from ..results.celebrities import CELEBRITIES_SCHEMA, sort_celebrities
 from ..results.schema import BOUNDING_BOX, DEFAULT_FACE_KEYS, FACE_DETAIL_TYPE
 from ..video import FrameBatch
-from .face_attributes import BASIC_LANDMARKS, describe_faces, describe_faces_batch
+from .face_attributes import BASIC_LANDMARKS, bgr_frames, describe_faces, describe_faces_batch
 from .tracking import FaceTracker
 
 __all__ = ["CelebrityRecognitionAnalyzer", "recognize_image", "decide_appearances", "SPLIT_COSINE"]
@@ -99,7 +99,7 @@ class CelebrityRecognitionAnalyzer:
         }
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
-        frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in batch.frames]  # decord gives RGB; models want BGR
+        frames = bgr_frames(batch.frames)  # decord gives RGB; models want BGR
         found = self.pack.detect_batch(frames)  # one detector call, one recognizer call per batch
         kps = [f[2] for f in found]
         embeddings = self.pack.embed_batch(frames, kps)

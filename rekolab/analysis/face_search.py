@@ -17,7 +17,8 @@ Per sampled frame:
    Quality), as GetFaceSearch returns;
 5. :func:`rekolab.collections.search_embeddings` matches each face against the
    collection: ``FaceMatches`` with Similarity >= FaceMatchThreshold (default 80),
-   highest first, decided per frame.
+   highest first, decided per face (the faces of a whole batch of frames go in one
+   call: one matrix product per collection segment).
 
 Every detected face is a row, matched or not (Rekognition returns persons with an
 empty ``FaceMatches`` too). ``Person.BoundingBox`` (the body box) is left out: no
@@ -66,9 +67,9 @@ class FaceSearchAnalyzer:
         self._index_offset = 0   # Person.Index = offset + the current tracker's id
         self._next_index = 0
         self._last_hist = None
-        from .face_attributes import describe_faces_batch  # cv2: only when a job runs
+        from .face_attributes import bgr_frames, describe_faces_batch  # cv2: only when a job runs
 
-        self._describe = describe_faces_batch
+        self._describe, self._bgr = describe_faces_batch, bgr_frames
         self.batch_size = frame_batch_size()
 
     def models(self) -> dict:
@@ -89,12 +90,17 @@ class FaceSearchAnalyzer:
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
         # The models see the whole batch (one detector call, one recognizer call, one
         # call per attribute model); tracking and matching then go frame by frame.
-        frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in batch.frames]  # decord gives RGB; models want BGR
+        frames = self._bgr(batch.frames)  # decord gives RGB; models want BGR
         found = self.pack.detect_batch(frames)
         kps = [f[2] for f in found]
         embeddings = self.pack.embed_batch(frames, kps)
         details = self._describe(frames, [f[0] for f in found], kps, [f[1] for f in found],
                                  self.pack.attributes, "DEFAULT")
+        # One search for every face of the batch (a face's matches do not depend on
+        # the other faces): one matrix product per collection segment, not one per frame.
+        matches = _split(search_embeddings(self.collection_id, np.concatenate(embeddings), self.threshold,
+                                           face_model_version=self.pack.version)
+                         if sum(len(e) for e in embeddings) else [], [len(e) for e in embeddings])
         rows: list[dict] = []
         for k, (frame, ts, index) in enumerate(zip(frames, batch.timestamps_ms, batch.indices)):
             if self._shot_cut(frame):
@@ -108,9 +114,7 @@ class FaceSearchAnalyzer:
             ids = [self._index_offset + i for i in
                    self.tracker.update(int(ts), boxes / np.array([w, h, w, h], np.float64), embeddings[k])]
             self._next_index = max(self._next_index, max(ids) + 1)
-            matches = search_embeddings(self.collection_id, embeddings[k], self.threshold,
-                                        face_model_version=self.pack.version)
-            for detail, track, match in zip(details[k], ids, matches):
+            for detail, track, match in zip(details[k], ids, matches[k]):
                 row = {key: detail.get(key) for key in _FACE_KEYS}
                 row.update(Timestamp=int(ts), FrameNumber=int(index), Index=int(track), FaceMatches=match)
                 rows.append(row)
@@ -125,6 +129,12 @@ class FaceSearchAnalyzer:
 
 
 SHOT_CUT_DISTANCE = 0.35
+
+
+def _split(items: list, counts: list[int]) -> list[list]:
+    """``items`` cut into consecutive runs of ``counts``."""
+    ends = np.cumsum(counts).tolist()
+    return [items[end - n:end] for n, end in zip(counts, ends)]
 
 
 def _hs_histogram(frame_bgr: np.ndarray) -> np.ndarray:

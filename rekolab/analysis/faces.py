@@ -22,7 +22,7 @@ from ..models.backend import backend, frame_batch_size, torch_device
 from ..models.faces import face_pack
 from ..results.schema import FACE_DETAIL_FIELDS, FACES_SCHEMA
 from ..video import FrameBatch
-from .face_attributes import describe_faces, describe_faces_batch
+from .face_attributes import bgr_frames, describe_faces, describe_faces_batch
 from .face_quality import quality_reasons, wanted_keys
 
 __all__ = ["FaceDetectionAnalyzer", "FaceDetection", "detect_faces", "detect_faces_image", "compare_faces",
@@ -109,7 +109,7 @@ class FaceDetectionAnalyzer:
         }
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
-        frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in batch.frames]  # decord gives RGB; models want BGR
+        frames = bgr_frames(batch.frames)  # decord gives RGB; models want BGR
         found = self.pack.detect_batch(frames)
         details = describe_faces_batch(frames, [f[0] for f in found], [f[2] for f in found],
                                        [f[1] for f in found], self.pack.attributes, self.attributes)
