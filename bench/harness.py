@@ -257,6 +257,9 @@ def main(operations: list[Operation], script: Path) -> None:
     parser.add_argument("--only", default=None, help="comma-separated operation names (default: all)")
     parser.add_argument("--quick", action="store_true", help="smoke test: repeat 1, 1 sample/s, a 2x clip")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    parser.add_argument("--jsonl", type=Path, default=None,
+                        help="append every row to this JSON Lines file, and keep the rows it already holds for "
+                             "the operations this run does not measure (a table built over several runs)")
     parser.add_argument("--list", action="store_true", help="print the operation names and exit")
     parser.add_argument("--gpu-md", type=Path, default=None,
                         help="put bench/gpu.sh's gpu_bench.md into --out's GPU section and exit")
@@ -284,23 +287,52 @@ def main(operations: list[Operation], script: Path) -> None:
         from rekolab.testing import looped_video
 
         long_clip = looped_video(CLIP, Path(home) / f"hamilton_x{args.times}.mp4", args.times)
-        rows, rss = [], {}
+        rows, rss = _load_jsonl(args.jsonl, [o.name for o in chosen])
         for op in chosen:
             rate = 1.0 if args.quick else op.sample_rate
             for path in (CLIP, long_clip):
                 row = measure(op, path, rate, args.repeat)
                 row["note"] = op.note
                 rows.append(row)
-                print(json.dumps(row), flush=True)
+                _emit(args.jsonl, row)
             if op.job is not None and not args.no_rss:
                 rss[op.name] = (rss_kib(script, op, CLIP, rate), rss_kib(script, op, long_clip, rate))
-                print(json.dumps({"rss": op.name, "kib": rss[op.name]}), flush=True)
-        text = cpu_section(rows, rss, args, time.strftime("%Y-%m-%d %H:%M"))
+                _emit(args.jsonl, {"rss": op.name, "kib": rss[op.name]})
+            # The table after every operation: a run stopped part-way leaves what it measured.
+            order = {o.name: k for k, o in enumerate(operations)}
+            rows.sort(key=lambda r: order.get(r["operation"], len(order)))  # stable: 1x before the long clip
+            rss = dict(sorted(rss.items(), key=lambda kv: order.get(kv[0], len(order))))
+            text = cpu_section(rows, rss, args, time.strftime("%Y-%m-%d %H:%M"))
+            if args.out:
+                write_section(args.out, "cpu", text)
         print(text)
-        if args.out:
-            write_section(args.out, "cpu", text)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _emit(path: Path | None, record: dict) -> None:
+    line = json.dumps(record)
+    print(line, flush=True)
+    if path is not None:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+def _load_jsonl(path: Path | None, measuring: list[str]) -> tuple[list[dict], dict]:
+    """Rows and RSS pairs an earlier ``--jsonl`` run recorded, for the operations
+    this run does not measure again (the newest record of each wins)."""
+    rows: dict = {}
+    rss: dict = {}
+    if path is None or not path.exists():
+        return [], {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if "rss" in rec:
+            if rec["rss"] not in measuring:
+                rss[rec["rss"]] = tuple(rec["kib"])
+        elif rec["operation"] not in measuring:
+            rows[(rec["operation"], rec["clip"])] = rec
+    return list(rows.values()), rss
 
 
 def summary(values_ms: list[float]) -> dict:
