@@ -618,11 +618,11 @@ OPERATIONS: list[Operation] = [
               naive=naive_yolox, setup=lambda: labels_analyzer("DETECTOR"),
               note="naive = cv2 + YoloxDetector.detect per sampled frame"),
     Operation("labels CLIP ViT-B-32", job=labels_job("CLIP"), model=analyzer_model(lambda: labels_analyzer("CLIP")),
-              naive=naive_clip, setup=lambda: labels_analyzer("CLIP"), sample_rate=2.0,
+              naive=naive_clip, setup=lambda: labels_analyzer("CLIP"), max_repeat=1, sample_rate=2.0,
               note="random weights, real size; naive = cv2 + open_clip preprocess/encode_image per frame"),
     Operation("labels YOLOX + CLIP", job=labels_job("DETECTOR+CLIP"),
               model=analyzer_model(lambda: labels_analyzer("DETECTOR+CLIP")), naive=naive_labels,
-              setup=lambda: labels_analyzer("DETECTOR+CLIP"), sample_rate=2.0),
+              setup=lambda: labels_analyzer("DETECTOR+CLIP"), max_repeat=1, sample_rate=2.0),
     Operation("celebrities", job=celebrities_job, model=celebrities_model, naive=naive_face_matches,
               setup=setup_gallery, note="gallery of 2 people; naive = FaceAnalysis.get + cosine per face"),
     Operation("face search (10k faces)", job=face_search_job, model=analyzer_model(face_search_analyzer),
@@ -643,7 +643,7 @@ OPERATIONS: list[Operation] = [
               note="every frame decoded (samples/s unused); naive = scenedetect.detect(AdaptiveDetector()) "
                    "+ a cv2 pass testing each frame for black (no bars, no credits)"),
     Operation("text", job=text_job, model=analyzer_model(text_analyzer), naive=naive_text,
-              setup=lambda: (text_analyzer(), rapidocr()), sample_rate=1.0,
+              setup=lambda: (text_analyzer(), rapidocr()), max_repeat=1, sample_rate=1.0,
               note="naive = cv2 + RapidOCR() defaults (short side up to 736 px) per sampled frame, lines only"),
 ]
 

@@ -72,6 +72,7 @@ class Operation:
     sample_rate: float = 5.0
     note: str = ""
     env: dict = field(default_factory=dict)  # environment for this row (and its RSS children)
+    max_repeat: int | None = None  # cap on --repeat for rows whose naive loop takes minutes per run
     decode: Callable[[Path, float], Iterable] | None = None
 
 
@@ -117,9 +118,10 @@ class _env:
 
 
 def measure(op: Operation, path: Path, rate: float, repeat: int) -> dict:
+    repeat = min(repeat, op.max_repeat or repeat)
     """One row: throughputs (video s / wall s) and ratios, or the op's latency dict."""
     secs = duration_s(path)
-    row: dict = {"operation": op.name, "clip": path.name, "video_s": secs, "rate": rate}
+    row: dict = {"operation": op.name, "clip": path.name, "video_s": secs, "rate": rate, "runs": repeat}
     with _env(op.env):
         if op.setup:
             op.setup()
@@ -197,14 +199,14 @@ def cpu_section(rows: list[dict], rss: dict, args, when: str) -> str:
         f"wall-second (higher is better), best of {args.repeat}; load average at the end "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
         "",
-        "| operation | clip | samples/s | video s | " + " | ".join(t for _, t in THROUGHPUT_COLUMNS) + " |",
-        "|---|---|---|---|" + "---|" * len(THROUGHPUT_COLUMNS),
+        "| operation | clip | samples/s | video s | best of | " + " | ".join(t for _, t in THROUGHPUT_COLUMNS) + " |",
+        "|---|---|---|---|---|" + "---|" * len(THROUGHPUT_COLUMNS),
     ]
     for r in rows:
         if "decode" not in r:
             continue
         cells = [_fmt(r.get(k), 2 if k.startswith("job_vs") else 1) for k, _ in THROUGHPUT_COLUMNS]
-        lines.append(f"| {r['operation']} | {r['clip']} | {r['rate']:g} | {r['video_s']:.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['operation']} | {r['clip']} | {r['rate']:g} | {r['video_s']:.1f} | {r.get('runs', '')} | " + " | ".join(cells) + " |")
     latency = [r for r in rows if "p50_ms" in r]
     if latency:
         lines += ["", "| stream processor | clip | samples/s | records | frame -> record p50 ms | p95 ms | max ms |",
