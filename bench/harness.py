@@ -94,6 +94,9 @@ def duration_s(path: Path) -> float:
 
 
 def percentile(values, p: float) -> float:
+    """The p-th percentile (nearest rank); NaN for no values (every call failed: see errors)."""
+    if not values:
+        return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
@@ -118,8 +121,8 @@ class _env:
 
 
 def measure(op: Operation, path: Path, rate: float, repeat: int) -> dict:
-    repeat = min(repeat, op.max_repeat or repeat)
     """One row: throughputs (video s / wall s) and ratios, or the op's latency dict."""
+    repeat = min(repeat, op.max_repeat or repeat)
     secs = duration_s(path)
     row: dict = {"operation": op.name, "clip": path.name, "video_s": secs, "rate": rate, "runs": repeat}
     with _env(op.env):
@@ -196,7 +199,7 @@ def cpu_section(rows: list[dict], rss: dict, args, when: str) -> str:
         f"`make bench` (`bench/bench_ops.py`) on {when}: {platform.machine()}, {_cpus()} CPU cores, Python "
         f"{platform.python_version()}, onnxruntime {onnxruntime.__version__}, backend `{backend()}`"
         f"{', QUICK MODE (smoke test, not a benchmark)' if args.quick else ''}. Video-seconds processed per "
-        f"wall-second (higher is better), best of {args.repeat}; load average at the end "
+        f"wall-second (higher is better), best of {args.repeat} unless the *best of* column says fewer; load average at the end "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
         "",
         "| operation | clip | samples/s | video s | best of | " + " | ".join(t for _, t in THROUGHPUT_COLUMNS) + " |",
@@ -328,7 +331,10 @@ def _load_jsonl(path: Path | None, measuring: list[str]) -> tuple[list[dict], di
     if path is None or not path.exists():
         return [], {}
     for line in path.read_text().splitlines():
-        rec = json.loads(line)
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a run killed mid-write
+            continue
         if "rss" in rec:
             if rec["rss"] not in measuring:
                 rss[rec["rss"]] = tuple(rec["kib"])

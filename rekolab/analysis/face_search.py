@@ -96,8 +96,10 @@ class FaceSearchAnalyzer:
         embeddings = self.pack.embed_batch(frames, kps)
         details = self._describe(frames, [f[0] for f in found], kps, [f[1] for f in found],
                                  self.pack.attributes, "DEFAULT")
-        # One search for every face of the batch (a face's matches do not depend on
-        # the other faces): one matrix product per collection segment, not one per frame.
+        # One search for every face of the batch (a face's matches do not depend on the
+        # other faces, up to float32 rounding of the larger product: Similarity moves by at
+        # most ~2e-5 of 100, see docs/performance.md): one matrix product per collection
+        # segment, not one per frame.
         matches = _split(search_embeddings(self.collection_id, np.concatenate(embeddings), self.threshold,
                                            face_model_version=self.pack.version)
                          if sum(len(e) for e in embeddings) else [], [len(e) for e in embeddings])
