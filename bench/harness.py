@@ -293,6 +293,7 @@ def main(operations: list[Operation], script: Path) -> None:
 
         long_clip = looped_video(CLIP, Path(home) / f"hamilton_x{args.times}.mp4", args.times)
         rows, rss = _load_jsonl(args.jsonl, [o.name for o in chosen])
+        order = {o.name: k for k, o in enumerate(operations)}  # the table's row order
         for op in chosen:
             rate = 1.0 if args.quick else op.sample_rate
             for path in (CLIP, long_clip):
@@ -304,7 +305,6 @@ def main(operations: list[Operation], script: Path) -> None:
                 rss[op.name] = (rss_kib(script, op, CLIP, rate), rss_kib(script, op, long_clip, rate))
                 _emit(args.jsonl, {"rss": op.name, "kib": rss[op.name]})
             # The table after every operation: a run stopped part-way leaves what it measured.
-            order = {o.name: k for k, o in enumerate(operations)}
             rows.sort(key=lambda r: order.get(r["operation"], len(order)))  # stable: 1x before the long clip
             rss = dict(sorted(rss.items(), key=lambda kv: order.get(kv[0], len(order))))
             text = cpu_section(rows, rss, args, time.strftime("%Y-%m-%d %H:%M"))
