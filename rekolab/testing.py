@@ -36,7 +36,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["write_video", "numbered_video", "read_frame_number", "still_video", "looped_video",
+__all__ = ["write_video", "numbered_video", "read_frame_number", "still_video", "looped_video", "remuxed",
            "truncated_video", "spliced_video", "color_bars", "draw_text", "clip_frames", "encoded_video",
            "moov_truncated_video", "zero_sample_video", "audio_only", "corrupt_video", "png_declaring",
            "all_pages", "validate_response", "body"]
@@ -138,19 +138,26 @@ def truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> 
     return _remux_cut(source, path, keep, {"movflags": "faststart"})
 
 
-def _remux_cut(source: str | Path, path: str | Path, keep: float, options: dict) -> Path:
-    """``source``'s video stream remuxed to MP4 with muxer ``options``, cut to ``keep``."""
+def remuxed(source: str | Path, path: str | Path, fmt: str = "mp4", options: dict | None = None) -> Path:
+    """``source``'s video stream copied (no re-encoding) into a ``fmt`` container
+    (FFmpeg's muxer name: ``mp4``, ``mpegts``, ``matroska``) with muxer ``options``."""
     import av
 
     path = Path(path)
-    full = path.with_name(path.stem + ".full" + path.suffix)
-    with av.open(str(source)) as src, av.open(str(full), "w", format="mp4", options=options) as dst:
+    with av.open(str(source)) as src, av.open(str(path), "w", format=fmt, options=options or {}) as dst:
         stream = src.streams.video[0]
         out = dst.add_stream_from_template(stream)
         for packet in src.demux(stream):
             if packet.dts is not None:
                 packet.stream = out
                 dst.mux(packet)
+    return path
+
+
+def _remux_cut(source: str | Path, path: str | Path, keep: float, options: dict) -> Path:
+    """``source``'s video stream remuxed to MP4 with muxer ``options``, cut to ``keep``."""
+    path = Path(path)
+    full = remuxed(source, path.with_name(path.stem + ".full" + path.suffix), "mp4", options)
     data = full.read_bytes()
     full.unlink()
     path.write_bytes(data[: int(len(data) * keep)])

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

@@ -424,7 +424,6 @@ def test_download_skipped_when_the_hub_is_unreachable(client, stills, monkeypatc
 def test_earlier_download_is_found_offline(monkeypatch, tmp_path):
     """A tag's weights in a hub cache (what open_clip's download leaves) are used with
     the hub offline: found by open_clip's own lookup, no network."""
-    import huggingface_hub.constants as hc
 
     pytest.importorskip("open_clip")
     before = os.environ.get("HF_HUB_OFFLINE")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rekolab.testing import numbered_video, read_frame_number
+from rekolab.testing import numbered_video, read_frame_number, remuxed
 from rekolab.video import plan, probe, sample_indices
 
 
@@ -39,3 +39,44 @@ def test_probe_numbers(tmp_path):
     assert (meta.codec, meta.format, meta.frame_rate, meta.frame_width, meta.frame_height) == \
         ("h264", "QuickTime / MOV", 25.0, 320, 240)
     assert meta.duration_ms == 2000 and meta.color_range == "LIMITED"
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mpegts"])
+def test_a_part_of_a_plan_seeks_to_its_frames(tmp_path, fmt):
+    """A segment of the plan (``plan.part``, as the segmented executors decode) seeks to
+    the keyframe before its first frame and returns exactly its frames, also in MPEG-TS,
+    whose seeks are inexact (near the end FFmpeg's lands past the last keyframe)."""
+    video = numbered_video(tmp_path / "n.mp4", frames=240, fps=25, gop=50)
+    if fmt != "mp4":
+        video = remuxed(video, tmp_path / "n.ts", fmt)
+    p = plan(video, 5)
+    for start, end in [(0, 3), (7, 12), (len(p) - 1, len(p)), (len(p), len(p))]:
+        part = p.part(start, end)
+        seen = [read_frame_number(f) for b in part.batches(batch_size=4) for f in b.frames]
+        assert seen == p.indices[start:end].tolist()
+
+
+def test_frames_are_the_pixels_decord_gave(tmp_path):
+    """The PyAV decoder returns the pixels decord2 returned for the same request: the
+    same frames, scaled (bicubic, in YUV) and turned as displayed."""
+    import av
+    import cv2
+
+    from conftest import MEDIA, need
+    from rekolab.testing import write_video
+    from rekolab.video.decode import _import_decord, decode_size
+
+    clip = need(MEDIA / "video" / "short_hamilton_clip.mp4")
+    with av.open(str(clip)) as c:
+        rgb = [f.to_ndarray(format="rgb24") for _, f in zip(range(6), c.decode(video=0))]
+    videos = [clip,
+              write_video(tmp_path / "hd.mp4", [cv2.resize(f, (1920, 1080)) for f in rgb], 25),
+              write_video(tmp_path / "side.mp4", [cv2.resize(f, (1280, 1080)) for f in rgb], 25, rotation=90)]
+    decord = _import_decord()
+    for video in videos:
+        meta = probe(video)
+        p = plan(video, 5, meta)
+        ours = np.concatenate([b.frames for b in p.batches()])
+        w, h = decode_size(meta.frame_width, meta.frame_height)
+        theirs = decord.VideoReader(str(video), ctx=decord.cpu(0), num_threads=1, width=w, height=h)
+        assert np.array_equal(ours, theirs.get_batch(p.indices.tolist()).asnumpy()), video.name

@@ -93,7 +93,6 @@ def analyze_video(path, operations, *, segment: tuple | None = None, stop=None,
     "finalize": {op: bool}, "sampled_frames": int, "frames": int}``; tables are
     finalized unless ``segment`` is given."""
     from ..analysis import analyzer_for
-    from ..video import DecodePlan
     from ..video import plan as plan_decode
 
     analyzers = {op: analyzer_for(op, dict(params, Video={"Path": str(path)}))
@@ -104,7 +103,7 @@ def analyze_video(path, operations, *, segment: tuple | None = None, stop=None,
     sampled = len(plan)
     if segment is not None:
         warm, _, end = segment
-        plan = DecodePlan(plan.reader, plan.indices[warm:end], plan.timestamps_ms[warm:end])
+        plan = plan.part(warm, end)
     batches: dict[str, list] = {op: [] for op in analyzers}
     frames = 0
 

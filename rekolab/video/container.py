@@ -1,10 +1,10 @@
-"""What a video's container declares, read with PyAV (FFmpeg), before decord decodes it.
+"""What a video's container declares, read with PyAV (FFmpeg), before its frames are decoded.
 
 * :func:`probe` — ``VideoMetadata`` at Start: the container must open, hold a video
   stream and decode its first frame, at least :data:`MIN_FRAME_SIDE` pixels a side.
   ``FrameWidth``/``FrameHeight`` are the size **as displayed**: a phone video stored
-  landscape with a 90° display matrix reports its portrait size (decord2 applies
-  the same rotation while decoding, so boxes are ratios of the displayed frame).
+  landscape with a 90° display matrix reports its portrait size (the decoder turns
+  the frames the same way, so boxes are ratios of the displayed frame).
 * :func:`scan_packets` — every video packet's PTS (demuxing only, no decoding), and
   :meth:`PacketScan.missing` — how much of what the container *declares* (its sample
   table's frame count, the stream's duration) the file really holds. A file cut short
@@ -12,7 +12,7 @@
   a job on it ends FAILED saying how much is missing, the same on every run, instead
   of succeeding with part of the video unanalysed.
 
-FFmpeg's and decord's own messages are logged, never shown: errors say in words
+FFmpeg's own messages are logged, never shown: errors say in words
 what is wrong with the file.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "
 log = logging.getLogger("rekolab.video")
 
 #: Frames smaller than this (either side, as displayed) are refused at Start: no
-#: face or label is analysable there, and decord2 mis-shapes such frames.
+#: face or label is analysable there.
 MIN_FRAME_SIDE = 32
 MAX_DURATION_MS = 6 * 3600 * 1000
 #: Packets read at Start looking for the first decodable frame (B-frame and

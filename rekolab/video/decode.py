@@ -5,16 +5,29 @@
   shows them (``Format: "QuickTime / MOV"``, ``Codec: "h264"``), and the displayed
   (rotated) frame size.
 * :func:`plan` refuses a file that holds fewer frames than its container declares
-  (truncated), then opens decord at a bounded resolution (:func:`decode_size`).
-* :func:`iter_batches` decodes with decord (the ``decord2`` distribution) on a
-  background prefetch thread, yielding :class:`FrameBatch` objects of at most
-  ``batch_size`` frames; at most ``prefetch`` batches wait in the queue, so memory
-  is bounded by the batch size, not by the video's length.
+  (truncated) and chooses the sampled frames from the packets' PTS.
+* :meth:`DecodePlan.batches` (and :func:`iter_batches`) decode them with FFmpeg
+  (PyAV) in one sequential pass on a background prefetch thread, yielding
+  :class:`FrameBatch` objects of at most ``batch_size`` frames at a bounded
+  resolution (:func:`decode_size`); at most ``prefetch`` batches wait in the queue,
+  so memory is bounded by the batch size, not by the video's length.
+
+**The decoder.** Frames are found by PTS in one pass of FFmpeg's decoder that never
+seeks back (a segment of the plan, :meth:`DecodePlan.part`, seeks once, to the
+keyframe before its first frame). Frames between samples are decoded only where
+later frames refer to them: a non-reference frame that is not sampled (most
+B-frames) is skipped by the decoder, and only sampled frames are converted to RGB,
+by FFmpeg's filter graph (turned as displayed, ``scale`` bicubic in YUV,
+``format=rgb24``). The pixels are decord2's for the same request (decord2 decoded
+here before; tests/test_video.py compares the two), at about half its CPU on the
+10x Hamilton clip (2.4 against 4.4 CPU-s): decord re-decoded from the keyframe for
+every batch, the flush that kept its read-ahead buffers from growing with the
+video (decord#157).
 
 **Timestamps** are each frame's presentation time (PTS) in milliseconds, relative
 to the video stream's start (like OpenCV's ``CAP_PROP_POS_MSEC``), rounded down —
 never ``index / fps``. They are computed in integers from the packets' PTS and
-time base (decord's own float32 timestamps lose ~2 ms of precision at 6 hours).
+time base (float32 seconds, decord's, would lose ~2 ms of precision at 6 hours).
 
 **Sampling.** Rekognition does not document how often it samples. rekolab
 analyses ``sample_rate`` frames per second of video (default
@@ -30,7 +43,8 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
@@ -149,28 +163,16 @@ def decode_size(width: int, height: int) -> tuple[int, int]:
     return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
 
 
-def _open_reader(path: Path, size: tuple[int, int] | None = None):
-    """decord's reader for ``path``, decoding at ``size`` (width, height as displayed)."""
-    decord = _import_decord()
-    width, height = size or (-1, -1)
-    try:
-        # One decoding thread by default (the models use the cores); REKOLAB_DECODE_THREADS
-        # raises it where decoding is the bound (a GPU machine, docs/performance.md).
-        threads = int(os.environ.get("REKOLAB_DECODE_THREADS") or 1)
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads, width=width, height=height)
-    except Exception as exc:
-        log.info("decord could not open %s: %r", path, exc)
-        raise VideoDecodeError("the decoder could not open the video (its data is corrupt or in a "
-                               "format the decoder does not support)") from None
-
-
 @dataclass(frozen=True, repr=False)
 class DecodePlan:
-    """An opened video and the frames chosen for analysis."""
+    """A video and the frames chosen for analysis: frame numbers (presentation order),
+    their PTS in ms, and the stream PTS each is found by while decoding."""
 
-    reader: object
+    path: Path
     indices: np.ndarray  # (M,) frame numbers to decode
     timestamps_ms: np.ndarray  # (M,) their PTS in ms
+    pts: np.ndarray  # (M,) their PTS in the stream's time base
+    size: tuple[int, int]  # (width, height) frames are returned at, as displayed
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -178,30 +180,39 @@ class DecodePlan:
     def __repr__(self) -> str:
         return f"DecodePlan({len(self)} sampled frames)"
 
+    def part(self, start: int, end: int) -> "DecodePlan":
+        """The sampled frames ``start:end`` of this plan (a segment of the video)."""
+        return replace(self, indices=self.indices[start:end], timestamps_ms=self.timestamps_ms[start:end],
+                       pts=self.pts[start:end])
+
     def batches(self, batch_size: int = 16, prefetch: int = 2,
                 stop: threading.Event | None = None) -> Iterator[FrameBatch]:
         """Yield the sampled frames in batches, decoded on a background thread.
 
         Errors in the decoder thread are re-raised here as :class:`VideoDecodeError`."""
-        return _prefetch(self.reader, self.indices, self.timestamps_ms, batch_size, prefetch, stop)
+        return _prefetch(self, batch_size, prefetch, stop)
 
 
 def check_decodable(path: str | Path, metadata: VideoMetadata) -> None:
-    """At Start: the frame decoder (decord) must open the file and return its first
-    frame at the planned size, or the request is refused in words. (decord cannot
-    seek in some containers FFmpeg demuxes, e.g. MPEG-TS.)"""
+    """At Start: the frame decoder must return the first frame at the planned size, or
+    the request is refused in words."""
     from ..errors import InvalidParameterException
 
     path = Path(path)
     size = decode_size(metadata.frame_width, metadata.frame_height)
+    frame = None
     try:
-        reader = _open_reader(path, size)
-        frame = reader.get_batch([0]).asnumpy()
-        del reader
+        av = require("av", "video")
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            for decoded in container.decode(stream):
+                frame = _Converter(size)(decoded)
+                break
     except Exception as exc:
-        log.info("decord cannot decode %s: %r", path, exc)
+        log.info("cannot decode %s: %r", path, exc)
         frame = None
-    if frame is None or frame.shape != (1, size[1], size[0], 3):
+    if frame is None or frame.shape != (size[1], size[0], 3):
         raise InvalidParameterException(
             f"{path.name}: rekolab's frame decoder cannot read this {metadata.format} file "
             f"({metadata.codec}); remux it to MP4, e.g. ffmpeg -i {path.name!r} -c copy out.mp4")
@@ -222,14 +233,16 @@ def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE,
     missing = scan.missing()
     if missing is not None:
         raise VideoDecodeError(missing)
-    reader = _open_reader(path, decode_size(meta.frame_width, meta.frame_height))
-    n = len(reader)
-    if n == 0:
+    if not scan.pts:
         raise VideoDecodeError("the video has no frames")
-    starts = reader.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64)
-    frame_ms = _exact_frame_ms(path, starts, scan)
-    indices = sample_indices(frame_ms / 1000.0, sample_rate)
-    return DecodePlan(reader, indices, frame_ms[indices])
+    frame_ms = np.asarray(scan.ms(), dtype=np.int64)
+    return _plan_from(path, meta, scan, sample_indices(frame_ms / 1000.0, sample_rate))
+
+
+def _plan_from(path: Path, meta: VideoMetadata, scan: PacketScan, indices: np.ndarray) -> DecodePlan:
+    frame_ms = np.asarray(scan.ms(), dtype=np.int64)
+    return DecodePlan(path, indices, frame_ms[indices], np.asarray(scan.pts, dtype=np.int64)[indices],
+                      decode_size(meta.frame_width, meta.frame_height))
 
 
 def _exact_frame_ms(path: Path, decord_starts_s: np.ndarray, scan: PacketScan | None = None) -> np.ndarray:
@@ -264,7 +277,120 @@ def iter_batches(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE, *,
 _DONE = object()
 
 
-def _prefetch(reader, indices, timestamps_ms, batch_size, prefetch, stop) -> Iterator[FrameBatch]:
+#: FFmpeg filters that turn a stored picture as a container's rotation says it is shown.
+_TURN = {0: [], 90: [("transpose", "cclock")], 180: [("hflip", ""), ("vflip", "")], 270: [("transpose", "clock")]}
+
+
+class _Converter:
+    """Decoded frames to (H, W, 3) uint8 RGB at ``size`` (width, height as displayed),
+    turned as the container says they are shown (the frame's ``rotation``: degrees
+    counter-clockwise, from the stream's display matrix).
+
+    FFmpeg's filter graph does it, as decord2 did before (same pixels, checked in
+    tests/test_video.py): turn (``transpose``/flips), ``scale=W:H`` (bicubic, in
+    YUV), then ``format=rgb24``; one thread, the models have the cores. The graph is
+    rebuilt only when the decoded size or pixel format changes."""
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = size
+        self._graph = None
+        self._key = None
+
+    def __call__(self, frame) -> np.ndarray:
+        rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+        key = (frame.width, frame.height, frame.format.name, rotation)
+        if key != self._key:
+            av = require("av", "video")
+            graph = av.filter.Graph()
+            chain = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                      time_base=Fraction(1, 1000))]
+            for name, args in [*_TURN.get(rotation, []), ("scale", f"{self.size[0]}:{self.size[1]}"), ("format", "rgb24")]:
+                chain.append(graph.add(name, args) if args else graph.add(name))
+            chain.append(graph.add("buffersink"))
+            for a, b in zip(chain, chain[1:]):
+                a.link_to(b)
+            graph.configure()
+            self._graph, self._key = graph, key
+        self._graph.push(frame)
+        return self._graph.pull().to_ndarray()
+
+
+def _decode_threads() -> int:
+    # One decoding thread by default (the models use the cores); REKOLAB_DECODE_THREADS
+    # raises it where decoding is the bound (a GPU machine, docs/performance.md).
+    return max(1, int(os.environ.get("REKOLAB_DECODE_THREADS") or 1))
+
+
+def _decode_sampled(plan: DecodePlan, stop: threading.Event, *, seek: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """``(k, rgb)`` for each sampled frame ``k`` of ``plan``, in order: one sequential
+    pass of FFmpeg's decoder (PyAV) from the keyframe before the first sampled frame.
+
+    A frame is found by its PTS. Frames between samples must still be decoded where
+    later frames refer to them, but a non-reference frame that is not sampled (most
+    B-frames) is skipped by the decoder (``skip_frame=NONREF``, set per packet), and
+    only sampled frames are converted to RGB. Raises :class:`VideoDecodeError` when
+    decoding fails or a sampled frame never comes out."""
+    av = require("av", "video")
+    want = {int(p): k for k, p in enumerate(plan.pts.tolist())}
+    convert = _Converter(plan.size)
+    n = len(want)
+    if n == 0:
+        return
+    k_next = 0
+    seek = seek and int(plan.indices[0]) > 0
+    try:
+        with av.open(str(plan.path)) as container:
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            threads = _decode_threads()
+            ctx.thread_count = threads
+            if threads > 1:
+                stream.thread_type = "AUTO"
+            first = int(plan.pts[0])
+            if seek:
+                container.seek(first, stream=stream, backward=True)
+            for packet in container.demux(stream):
+                if stop.is_set():
+                    return
+                ctx.skip_frame = "NONREF" if packet.pts is not None and packet.pts not in want else "DEFAULT"
+                for frame in packet.decode():
+                    if seek and k_next == 0 and frame.pts is not None and frame.pts > first:
+                        # The seek landed past the first sampled frame (a container
+                        # without an exact index): decode from the start instead.
+                        yield from _decode_sampled(plan, stop, seek=False)
+                        return
+                    k = want.get(frame.pts)
+                    if k is None or k < k_next:
+                        continue
+                    if k > k_next:  # the decoder dropped a sampled frame
+                        raise VideoDecodeError(
+                            f"the decoder returned no frame at {_where(plan, k_next)}: the file is "
+                            "corrupt there")
+                    yield k, convert(frame)
+                    k_next += 1
+                    if k_next == n:
+                        return
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        log.info("decoding %s failed near frame %d: %r", plan.path, k_next, exc)
+        raise VideoDecodeError(
+            f"the video could not be decoded at {_where(plan, k_next)}: its data is corrupt or "
+            "cut off there") from None
+    if k_next == 0 and seek:
+        # Nothing came out after the seek (an MPEG-TS seek near the end can land past
+        # the last keyframe): decode from the start instead.
+        yield from _decode_sampled(plan, stop, seek=False)
+        return
+    if k_next < n:
+        raise VideoDecodeError(
+            f"the decoder returned no frame at {_where(plan, k_next)}: the file is truncated or "
+            "corrupt there")
+
+
+def _where(plan: DecodePlan, k: int) -> str:
+    return f"{int(plan.timestamps_ms[min(k, len(plan) - 1)])} ms" if len(plan) else "its start"
+
+
+def _prefetch(plan: DecodePlan, batch_size: int, prefetch: int, stop) -> Iterator[FrameBatch]:
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = stop or threading.Event()
 
@@ -286,39 +412,16 @@ def _prefetch(reader, indices, timestamps_ms, batch_size, prefetch, stop) -> Ite
         except (AttributeError, OSError):
             pass
         try:
-            for start in range(0, len(indices), batch_size):
-                if stop.is_set():
-                    return
-                idx = indices[start:start + batch_size]
-                span = timestamps_ms[start:start + batch_size]
-                where = (f"{int(span[0])} ms" if len(span) == 1
-                         else f"the frames between {int(span[0])} and {int(span[-1])} ms")
-                try:
-                    frames = reader.get_batch(idx.tolist()).asnumpy()
-                except Exception as exc:
-                    log.info("decord failed near %s: %r", where, exc)
-                    raise VideoDecodeError(
-                        f"the video could not be decoded at {where}: its data is corrupt or "
-                        "cut off there") from None
-                if frames.shape[0] != len(idx) or frames.ndim != 4 or frames.shape[-1] != 3:
-                    raise VideoDecodeError(
-                        f"the decoder returned {tuple(frames.shape)} for {len(idx)} frames near "
-                        f"{where}: the file is truncated or corrupt there")
-                nxt = start + batch_size
-                if nxt < len(indices):
-                    # decord's threaded decoder keeps decoding ahead while the models
-                    # work (decord#157) and buffers those frames: a 92 s clip peaked at
-                    # 1.5 GB. seek(0) flushes its queues (the next get_batch seeks to
-                    # the keyframe it needs), so memory stays bounded by the batch size
-                    # for ~3 ms of re-decoding per sampled frame. Not seek(n): decord2
-                    # 3.4 then returns frames from the old position (tests/test_video.py);
-                    # seek_accurate(n) is exact but does not flush.
-                    reader.seek(0)
-                batch = FrameBatch(frames=np.ascontiguousarray(frames),
-                                   timestamps_ms=timestamps_ms[start:start + batch_size],
-                                   indices=idx)
-                if not put(batch):
-                    return
+            frames, start = [], 0
+            for k, rgb in _decode_sampled(plan, stop):
+                frames.append(rgb)
+                if len(frames) == batch_size or k == len(plan) - 1:
+                    end = start + len(frames)
+                    batch = FrameBatch(frames=np.stack(frames), timestamps_ms=plan.timestamps_ms[start:end],
+                                       indices=plan.indices[start:end])
+                    frames, start = [], end
+                    if not put(batch):
+                        return
             put(_DONE)
         except BaseException as exc:  # forwarded to the consumer
             put(exc)

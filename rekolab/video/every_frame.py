@@ -1,7 +1,7 @@
 """Decode EVERY frame of a video, in order, with exact PTS (PyAV, sequential).
 
-Sampled decoding (:mod:`rekolab.video.decode`) seeks with decord for each batch of
-sampled frames; frame-accurate analyses (segment detection, the shot detector of
+Sampled decoding (:mod:`rekolab.video.decode`) decodes only what its sampled frames
+need; frame-accurate analyses (segment detection, the shot detector of
 :mod:`rekolab.analysis.shots`) need every frame instead, and the cheapest way to
 get them is one sequential pass of FFmpeg's decoder, never seeking.
 
@@ -11,7 +11,7 @@ uses for a :class:`~rekolab.video.decode.DecodePlan` (``len(plan)`` and
 decoded on a background thread), so an
 analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
 
-* ``indices`` are 0-based frame numbers in presentation order (as decord's);
+* ``indices`` are 0-based frame numbers in presentation order (as the sampled decoder's);
 * ``timestamps_ms`` are each frame's PTS in whole ms from the stream's start
   time, rounded down, computed in integers from the frame's PTS and time base;
 * frames are RGB uint8, scaled by FFmpeg's swscale to at most ``max_width``
@@ -134,8 +134,8 @@ class EveryFramePlan:
 
     def _displayed(self, rgb: np.ndarray) -> np.ndarray:
         """THE one place where a frame is turned as the container says it is shown:
-        ``rotation`` degrees counter-clockwise (``np.rot90``), as decord2 turns the
-        frames of the sampled decoder, so boxes and sizes are the displayed frame's."""
+        ``rotation`` degrees counter-clockwise (``np.rot90``), as the sampled decoder
+        turns its frames, so boxes and sizes are the displayed frame's."""
         k = getattr(self, "rotation", 0) // 90
         return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
