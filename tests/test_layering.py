@@ -16,7 +16,6 @@ SURFACES = ("rekolab.client", "rekolab.api", "rekolab.api_streaming", "rekolab.c
 KNOWN_CORE_TO_SURFACE = {("rekolab.export", "rekolab.api")}
 KNOWN_CIRCLES = [
     {"rekolab.api", "rekolab.export"},
-    {"rekolab.analysis.celebrities", "rekolab.celebrities"},
     {"rekolab.analysis.face_attributes", "rekolab.models.faces"},
     {"rekolab.executors", "rekolab.executors._ray", "rekolab.executors.local"},
     {"rekolab.executors.segments", "rekolab.executors.work"},
