@@ -195,7 +195,7 @@ class Job:
         pq.write_table(self.to_arrow(), path)
         return path
 
-    # -- notebook views and dataset exports (rekolab.widgets, rekolab.export) --------
+    # -- notebook views and dataset exports (rekolab.widgets, rekolab.export_formats) --
     def view(self):
         """A :class:`rekolab.widgets.JobView`: the results as flat detections (one
         row per box: Timestamp, Lane, Category, Confidence, box) and binned lanes.
@@ -248,26 +248,26 @@ class Job:
 
     def to_jsonl(self, path: str | os.PathLike, **get_options) -> Path:
         """The exact Get* items, one JSON object per line (see :mod:`rekolab.export`)."""
-        from .export import to_jsonl
+        from .export_formats import to_jsonl
 
         return to_jsonl(self, path, **get_options)
 
     def to_coco(self, out_dir: str | os.PathLike, **kwargs) -> Path:
         """COCO detection JSON + frame images in ``out_dir``; returns the JSON path."""
-        from .export import to_coco
+        from .export_formats import to_coco
 
         return to_coco(self.view(), out_dir, **kwargs)
 
     def to_fiftyone(self, out_dir: str | os.PathLike, **kwargs) -> Path:
         """A FiftyOneImageDetectionDataset folder (data/ + labels.json)."""
-        from .export import to_fiftyone
+        from .export_formats import to_fiftyone
 
         return to_fiftyone(self.view(), out_dir, **kwargs)
 
     def extract_frames(self, out_dir: str | os.PathLike, **kwargs) -> Path:
         """The sampled frames (or ``crops=True``: one crop per box) as JPEGs with a
         manifest.csv; returns the manifest path."""
-        from .export import extract_frames
+        from .export_formats import extract_frames
 
         return extract_frames(self.view(), out_dir, **kwargs)
 
