@@ -12,26 +12,14 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
+from .api_images import compare_faces, detect_faces, detect_labels, detect_moderation_labels, detect_text
+from .api_params import _params, _text_filters, image_param, video_param
 from .client import Client, default_client
 
 __all__ = ["Job", "start_face_detection", "start_celebrity_recognition", "video_param", "Collection", "image_param", "start_face_search"]
-
-
-def video_param(video: Any) -> dict:
-    """A path, ``s3://`` URL or Rekognition ``Video`` dict -> a ``Video`` request member."""
-    if isinstance(video, dict):
-        return video
-    if isinstance(video, (str, os.PathLike)):
-        return {"Path": os.fspath(video)}
-    raise TypeError(f"video must be a path, an s3:// URL or a Video dict, not {type(video).__name__}")
-
-
-def _params(**kwargs) -> dict:
-    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def table_to_pandas(table: pa.Table, flat: bool = False, keep_empty: bool = False):
@@ -195,7 +183,7 @@ class Job:
         pq.write_table(self.to_arrow(), path)
         return path
 
-    # -- notebook views and dataset exports (rekolab.widgets, rekolab.export) --------
+    # -- notebook views and dataset exports (rekolab.widgets, rekolab.export_formats) --
     def view(self):
         """A :class:`rekolab.widgets.JobView`: the results as flat detections (one
         row per box: Timestamp, Lane, Category, Confidence, box) and binned lanes.
@@ -248,26 +236,26 @@ class Job:
 
     def to_jsonl(self, path: str | os.PathLike, **get_options) -> Path:
         """The exact Get* items, one JSON object per line (see :mod:`rekolab.export`)."""
-        from .export import to_jsonl
+        from .export_formats import to_jsonl
 
         return to_jsonl(self, path, **get_options)
 
     def to_coco(self, out_dir: str | os.PathLike, **kwargs) -> Path:
         """COCO detection JSON + frame images in ``out_dir``; returns the JSON path."""
-        from .export import to_coco
+        from .export_formats import to_coco
 
         return to_coco(self.view(), out_dir, **kwargs)
 
     def to_fiftyone(self, out_dir: str | os.PathLike, **kwargs) -> Path:
         """A FiftyOneImageDetectionDataset folder (data/ + labels.json)."""
-        from .export import to_fiftyone
+        from .export_formats import to_fiftyone
 
         return to_fiftyone(self.view(), out_dir, **kwargs)
 
     def extract_frames(self, out_dir: str | os.PathLike, **kwargs) -> Path:
         """The sampled frames (or ``crops=True``: one crop per box) as JPEGs with a
         manifest.csv; returns the manifest path."""
-        from .export import extract_frames
+        from .export_formats import extract_frames
 
         return extract_frames(self.view(), out_dir, **kwargs)
 
@@ -288,29 +276,6 @@ def start_face_detection(video, face_attributes: str | None = None, *, sample_ra
 
 
 # -- face collections and face search --------------------------------------------------
-
-
-def image_param(image: Any) -> dict:
-    """A file path, image bytes, ``s3://bucket/key`` URL, Rekognition ``Image`` dict,
-    PIL image or numpy array (H x W gray, or H x W x 3/4 RGB(A), uint8) -> an ``Image``
-    request member (a path is read and sent as ``Bytes``; a PIL image or an array is
-    encoded as PNG)."""
-    if isinstance(image, dict):
-        return image
-    png = _png_bytes(image)
-    if png is not None:
-        return {"Bytes": png}
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return {"Bytes": bytes(image)}
-    if isinstance(image, (str, os.PathLike)):
-        text = os.fspath(image)
-        if isinstance(text, str) and text.startswith("s3://"):
-            bucket, _, key = text[5:].partition("/")
-            return {"S3Object": {"Bucket": bucket, "Name": key}}
-        return {"Bytes": Path(text).expanduser().read_bytes()}
-    raise TypeError(f"image must be a path, bytes, an s3:// URL or an Image dict, not {type(image).__name__}")
-
-
 def start_face_search(video, collection_id: str, face_match_threshold: float | None = None, *,
                       sample_rate: float | None = None, client_request_token: str | None = None,
                       job_tag: str | None = None, notification_channel: dict | None = None,
@@ -525,133 +490,7 @@ def start_content_moderation(video, min_confidence: float | None = None, *, samp
     return Job(r["JobId"], client)
 
 
-# -- image operations (rekolab/image_ops.py) ------------------------------------------------
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def _png_bytes(image: Any) -> bytes | None:
-    """PNG bytes of a PIL image or an RGB(A)/gray uint8 numpy array; None for anything else."""
-    import io
-
-    import numpy as np
-
-    if hasattr(image, "save") and hasattr(image, "mode") and hasattr(image, "size"):  # PIL.Image.Image
-        buf = io.BytesIO()
-        (image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGB")).save(buf, format="PNG")
-        return buf.getvalue()
-    if isinstance(image, np.ndarray):
-        from .models import require
-
-        cv2 = require("cv2", "video")
-        arr = np.asarray(image)
-        if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-            raise TypeError(f"an image array must be uint8 H x W, H x W x 3 (RGB) or H x W x 4 (RGBA), "
-                            f"not {arr.dtype} {arr.shape}")
-        if arr.ndim == 3:
-            arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
-        ok, buf = cv2.imencode(".png", arr)
-        return buf.tobytes()
-    return None
-
-
-def _image_inputs(images: Any) -> list[tuple[str, dict]]:
-    """(name, Image member) for one image, a list of them, or a folder (its JPEG/PNG files)."""
-    if isinstance(images, (list, tuple)):
-        out = []
-        for i, image in enumerate(images):
-            out += [(f"<{i}>" if name.startswith("<") else name, img) for name, img in _image_inputs(image)]
-        return out
-    if isinstance(images, (str, os.PathLike)) and not os.fspath(images).startswith("s3://"):
-        path = Path(images).expanduser()
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-            return [(str(p), image_param(p)) for p in files]
-        return [(str(images), image_param(images))]
-    if isinstance(images, str):
-        return [(images, image_param(images))]
-    if isinstance(images, dict):
-        s3 = images.get("S3Object")
-        return [(f"s3://{s3['Bucket']}/{s3['Name']}" if s3 else "<bytes>", images)]
-    return [(f"<{type(images).__name__}>", image_param(images))]
-
-
-def _frame(table: pa.Table, **attrs):
-    import pandas as pd
-
-    df = table.to_pandas(types_mapper=pd.ArrowDtype)
-    df.attrs.update(attrs)
-    return df
-
-
-def detect_faces(image, attributes: str | list[str] = "DEFAULT", *, client: Client | None = None):
-    """DetectFaces on a path, folder, PIL image, numpy array (RGB), bytes or ``Image``
-    dict (or a list of them): a DataFrame with one row per face, ``Image`` and the
-    FaceDetail columns of a face-detection job.
-
-        df = rk.detect_faces("photo.jpg", attributes="ALL")
-        df[["BoundingBox", "AgeRange", "Emotions"]]
-    """
-    client = client or default_client()
-    attrs = [attributes] if isinstance(attributes, str) else list(attributes)
-    from .results.images import faces_table
-
-    return _frame(faces_table([(name, client.detect_faces(Image=img, Attributes=attrs))
-                               for name, img in _image_inputs(image)]))
-
-
-def detect_labels(image, min_confidence: float | None = None, max_labels: int | None = None, *,
-                  features: list[str] | None = None, settings: dict | None = None,
-                  max_dominant_colors: int | None = None, extra_labels: list[str] | None = None,
-                  models: list[str] | None = None, client: Client | None = None):
-    """DetectLabels on one image (or a list / folder): a DataFrame with one row per label
-    (``Image``, Name, Confidence, Parents, Aliases, Categories, Instances), highest
-    confidence first per image. ``features=["GENERAL_LABELS", "IMAGE_PROPERTIES"]`` adds
-    image quality and colours: ``df.attrs["ImageProperties"]`` maps each image to its
-    ``ImageProperties``; ``df.attrs["LabelModelVersion"]`` says which models ran.
-
-        df = rk.detect_labels("street.jpg", min_confidence=60,
-                              features=["GENERAL_LABELS", "IMAGE_PROPERTIES"])
-    """
-    client = client or default_client()
-    settings = dict(settings or {})
-    if max_dominant_colors is not None:
-        settings["ImageProperties"] = {**settings.get("ImageProperties", {}), "MaxDominantColors": max_dominant_colors}
-    if settings.get("ImageProperties") and features is None:
-        features = ["GENERAL_LABELS", "IMAGE_PROPERTIES"]
-    from .results.images import labels_table
-
-    responses = [(name, client.detect_labels(**_params(
-        Image=img, MinConfidence=min_confidence, MaxLabels=max_labels, Features=features,
-        Settings=settings or None, ExtraLabels=None if extra_labels is None else list(extra_labels),
-        Models=None if models is None else list(models)))) for name, img in _image_inputs(image)]
-    versions = sorted({r["LabelModelVersion"] for _, r in responses if "LabelModelVersion" in r})
-    props = {name: r["ImageProperties"] for name, r in responses if "ImageProperties" in r}
-    return _frame(labels_table(responses), LabelModelVersion=versions[0] if len(versions) == 1 else versions,
-                  ImageProperties=props)
-
-
-def compare_faces(source, target, similarity_threshold: float | None = None, *,
-                  quality_filter: str | None = None, client: Client | None = None):
-    """CompareFaces: the largest face of ``source`` against every face of ``target`` (a
-    path, PIL image, array, bytes, or a list / folder of targets). One row per target
-    face: ``Image``, ``Matched``, ``Similarity`` (null when under the threshold, default
-    80), the face's box, confidence, landmarks, pose, quality; the source face's box is
-    ``SourceBoundingBox``.
-
-        rk.compare_faces("id_photo.jpg", "group.jpg")[["Matched", "Similarity", "BoundingBox"]]
-    """
-    client = client or default_client()
-    sources = _image_inputs(source)
-    if len(sources) != 1:
-        raise ValueError(f"source must be one image, not {len(sources)}")
-    src = sources[0][1]
-    from .results.images import compare_table
-
-    return _frame(compare_table([(name, client.compare_faces(**_params(
-        SourceImage=src, TargetImage=img, SimilarityThreshold=similarity_threshold,
-        QualityFilter=quality_filter))) for name, img in _image_inputs(target)]))
-
-
+# -- image operations (rekolab/image_ops.py, rekolab/api_images.py) ---------------------
 __all__ += ["detect_faces", "detect_labels", "compare_faces"]
 
 
@@ -690,17 +529,6 @@ def start_segment_detection(video, segment_types: list[str] | tuple[str, ...] = 
 
 
 # -- text detection (rekolab/analysis/text.py) ------------------------------------------
-def _text_filters(filters, min_confidence, min_bounding_box_height, min_bounding_box_width,
-                  regions_of_interest) -> dict | None:
-    filters = dict(filters or {})
-    word = _params(MinConfidence=min_confidence, MinBoundingBoxHeight=min_bounding_box_height,
-                   MinBoundingBoxWidth=min_bounding_box_width)
-    if word:
-        filters["WordFilter"] = {**filters.get("WordFilter", {}), **word}
-    if regions_of_interest is not None:
-        filters["RegionsOfInterest"] = list(regions_of_interest)
-    return filters or None
-
 
 def start_text_detection(video, min_confidence: float | None = None, *, filters: dict | None = None,
                          min_bounding_box_height: float | None = None, min_bounding_box_width: float | None = None,
@@ -727,50 +555,7 @@ def start_text_detection(video, min_confidence: float | None = None, *, filters:
     return Job(r["JobId"], client)
 
 
-def _image_bytes(image: Any) -> dict:
-    """A PIL image or an RGB uint8 numpy array (H, W, 3) -> ``{"Bytes": PNG}``; other
-    inputs as :func:`image_param` (which does both)."""
-    return image_param(image)
-
-
-def detect_text(image, min_confidence: float | None = None, *, filters: dict | None = None,
-                min_bounding_box_height: float | None = None, min_bounding_box_width: float | None = None,
-                regions_of_interest: list[dict] | None = None, client: Client | None = None):
-    """DetectText on one image: a path, bytes, an ``s3://`` URL, an Image dict, a PIL
-    image or an RGB numpy array. Returns a DataFrame (one row per line or word:
-    DetectedText, Type, Id, ParentId, Confidence, Geometry; ``pd.ArrowDtype``
-    columns); ``df.attrs["response"]`` is the DetectText response.
-
-        df = rk.detect_text("sign.jpg")
-        df[df.Type == "LINE"].DetectedText
-    """
-    import pandas as pd
-
-    from .results.text import TEXT_SCHEMA
-
-    client = client or default_client()
-    response = client.detect_text(**_params(
-        Image=_image_bytes(image), Filters=_text_filters(filters, min_confidence, min_bounding_box_height,
-                                                         min_bounding_box_width, regions_of_interest)))
-    schema = pa.schema([f for f in TEXT_SCHEMA if f.name not in ("Timestamp", "FrameNumber")])
-    df = pa.Table.from_pylist(response["TextDetections"], schema=schema).to_pandas(types_mapper=pd.ArrowDtype)
-    df.attrs["response"] = response
-    return df
-
-
 __all__ += ["start_segment_detection", "start_text_detection", "detect_text"]
-
-
-def detect_moderation_labels(image, min_confidence: float | None = None, *, models: list[str] | None = None,
-                             clip_model: dict | None = None, client: Client | None = None) -> dict:
-    """DetectModerationLabels on one image: a path, bytes, ``s3://`` URL, PIL image or
-    RGB ``ndarray``; returns the response (``ModerationLabels``, ``ModerationModelVersion``)."""
-    client = client or default_client()
-    return client.detect_moderation_labels(**_params(
-        Image=_image_bytes(image), MinConfidence=min_confidence,
-        Models=None if models is None else list(models), ClipModel=clip_model))
-
-
 __all__ += ["start_content_moderation", "detect_moderation_labels"]
 
 

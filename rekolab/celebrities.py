@@ -34,23 +34,24 @@ processes writing the same gallery at once is last-writer-wins.
 extended with another one (``InvalidParameterException``); :meth:`Gallery.reembed`
 re-embeds every stored photo with the current model.
 
+The store (ids, the parquet file, face-model identity, search snapshots) is
+:mod:`rekolab.celebrity_store`; the operations (RecognizeCelebrities,
+GetCelebrityInfo) are :mod:`rekolab.celebrity_ops`, re-exported here.
+
 Nothing heavy is imported here at module level: ``import rekolab`` stays light.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import os
 import re
-import threading
 import time
 import unicodedata
 import uuid
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -58,10 +59,15 @@ import numpy as np
 import pyarrow as pa
 
 from . import store
-from .errors import (InternalServerError, InvalidImageFormatException, InvalidParameterException,
+from .celebrity_ops import celebrity_info, check_start, recognize_celebrities  # noqa: F401 (re-exported)
+from .celebrity_store import (DEFAULT_MIN_CONFIDENCE, FORMAT_VERSION, GALLERY_FILE, ID_LENGTH,  # noqa: F401
+                              MAX_FACES_PER_IMAGE, GalleryMatcher, celebrity_id, default_gallery_path,
+                              face_model_info, normalize_name)
+from .celebrity_store import (_GALLERY_SCHEMA, _ID_PATTERN, _META_KEY, GalleryStore, _aligned_kps,
+                              _describe_model, _face_pack, _person, _same_model)
+from .errors import (InvalidImageFormatException, InvalidParameterException,
                      ResourceAlreadyExistsException, ResourceNotFoundException)
 from .images import decode_image as _decode
-from .results.schema import BOUNDING_BOX
 from .images import image_kind as _image_kind
 
 __all__ = [
@@ -76,119 +82,15 @@ __all__ = [
     "KNOWN_GENDERS",
 ]
 
-#: Default minimum ``Confidence`` (0-100) for a face to be named. With the
-#: default cosine->Similarity calibration (:func:`rekolab.models.faces.similarity`)
-#: this is an embedding cosine of 0.33. Measured with MobileFaceNet on the shared
-#: media (docs/celebrities.md): same person >= 0.58 on stills and 0.39-0.60 per
-#: recognizable appearance in the Hamilton clip; different people <= 0.20 on
-#: stills and <= 0.27 per appearance (<= 0.30 per frame).
-DEFAULT_MIN_CONFIDENCE = 50.0
 KNOWN_GENDERS = ("Male", "Female", "Nonbinary", "Unlisted")
-ID_LENGTH = 8
 MAX_URLS = 255  # the service model's Urls max
-MAX_FACES_PER_IMAGE = 64  # RecognizeCelebrities: "the 64 largest faces"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-GALLERY_FILE = "gallery.parquet"
-FORMAT_VERSION = 1
-_META_KEY = b"rekolab.gallery"
 _FACE_NAMESPACE = uuid.UUID("6f1b7a52-5c1e-4f0a-9a57-3a1b2c4d5e6f")
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_ID_PATTERN = re.compile(r"[0-9A-Za-z]+")
-
-_F = pa.float64()
-_GALLERY_SCHEMA = pa.schema([
-    ("Id", pa.string()),
-    ("Name", pa.string()),
-    ("Urls", pa.list_(pa.string())),
-    ("KnownGender", pa.string()),
-    ("FaceId", pa.string()),
-    ("Image", pa.string()),          # relative to the gallery folder: images/<sha256>.<ext>
-    ("Source", pa.string()),         # the file name the photo was added from (informational)
-    ("BoundingBox", BOUNDING_BOX),
-    ("Keypoints", pa.list_(pa.float32())),  # 5 (x, y) pixel points in the stored photo
-    ("Confidence", _F),              # detector score x 100 (100 for aligned crops)
-    ("Aligned", pa.bool_()),         # a pre-aligned crop, fed to the recognizer as it is
-    ("Embedding", pa.list_(pa.float32())),
-    ("AddedMs", pa.int64()),
-])
-
-
-# --------------------------------------------------------------------------- ids
-def normalize_name(name: str) -> str:
-    """The form of a name that identifies a person: NFKC, whitespace collapsed, casefolded."""
-    return " ".join(unicodedata.normalize("NFKC", str(name)).split()).casefold()
-
-
-def celebrity_id(name: str) -> str:
-    """The stable Id of a person's name (8 characters of ``[0-9A-Za-z]``)."""
-    digest = hashlib.sha256(("rekolab-celebrity:" + normalize_name(name)).encode()).digest()
-    value = int.from_bytes(digest[:8], "big") % (62 ** ID_LENGTH)
-    out = []
-    for _ in range(ID_LENGTH):
-        value, r = divmod(value, 62)
-        out.append(_BASE62[r])
-    return "".join(reversed(out))
-
-
-def default_gallery_path() -> Path:
-    """``REKOLAB_CELEBRITY_GALLERY`` if set, else ``<rekolab home>/celebrities``."""
-    value = os.environ.get("REKOLAB_CELEBRITY_GALLERY")
-    return Path(value).expanduser() if value else store.home() / "celebrities"
 
 
 def gallery(path: str | os.PathLike | None = None) -> "Gallery":
     """The celebrity gallery at ``path`` (default: the one in the rekolab home)."""
     return Gallery(path)
-
-
-# --------------------------------------------------------------------------- face model
-@functools.lru_cache(maxsize=16)
-def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def face_model_info(pack) -> dict:
-    """What makes a gallery's embeddings comparable: the recognizer file (by
-    sha256) and its embedding dimension; pack and detector names for information."""
-    rec = pack.recognizer
-    if rec is None:
-        raise InvalidParameterException(
-            f"face pack {pack.name!r} has no recognition model; celebrity recognition needs one")
-    path = Path(rec.model_file)
-    st = path.stat()
-    dim = rec.output_shape[-1] if rec.output_shape and isinstance(rec.output_shape[-1], int) else None
-    if dim is None:
-        dim = int(pack.embed(np.zeros((112, 112, 3), np.uint8), _aligned_kps(112)[None]).shape[1])
-    return {
-        "FacePack": pack.name,
-        "Recognizer": path.name,
-        "RecognizerSha256": _file_sha256(str(path), st.st_mtime_ns, st.st_size),
-        "Dimension": int(dim),
-        "Detector": Path(pack.detector.model_file).name,
-    }
-
-
-def _same_model(a: dict | None, b: dict | None) -> bool:
-    return bool(a and b and a.get("RecognizerSha256") == b.get("RecognizerSha256")
-                and a.get("Dimension") == b.get("Dimension"))
-
-
-def _describe_model(m: dict | None) -> str:
-    if not m:
-        return "no face model"
-    sha = str(m.get("RecognizerSha256"))[:12]
-    return f"{m.get('FacePack')}/{m.get('Recognizer')} ({m.get('Dimension')}-d, sha256 {sha}…)"
-
-
-def _aligned_kps(size: int) -> np.ndarray:
-    """insightface's ArcFace 5-point template for a ``size`` x ``size`` aligned crop."""
-    template = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                         [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
-    return template * (size / 112.0)
 
 
 # --------------------------------------------------------------------------- images
@@ -213,41 +115,8 @@ def _load_image(image: Any) -> tuple[bytes, str]:
         f"an image must be a file path or encoded image bytes, not {type(image).__name__}")
 
 
-# --------------------------------------------------------------------------- matcher
-@dataclass(frozen=True)
-class GalleryMatcher:
-    """A snapshot of a gallery ready for search: reference embeddings grouped by person."""
-
-    people: tuple  # of {"Id", "Name", "Urls", "KnownGender"}
-    embeddings: np.ndarray  # (R, D) float32, rows grouped by person
-    starts: np.ndarray  # (P,) first row of each person in ``embeddings``
-    face_model: dict
-    path: str
-    sha256: str
-
-    def __repr__(self) -> str:
-        return f"GalleryMatcher({len(self.people)} people, {len(self.embeddings)} faces)"
-
-    def cosines(self, embeddings: np.ndarray) -> np.ndarray:
-        """(N, P): for each face, the best cosine with each person's reference faces."""
-        e = np.asarray(embeddings, np.float32).reshape(-1, self.embeddings.shape[1])
-        if len(e) == 0:
-            return np.zeros((0, len(self.people)), np.float32)
-        return np.maximum.reduceat(e @ self.embeddings.T, self.starts, axis=1)
-
-
 # --------------------------------------------------------------------------- gallery
-_locks: dict[str, threading.RLock] = {}
-_locks_guard = threading.Lock()
-_cache: dict[str, tuple] = {}
-
-
-def _lock_for(path: Path) -> threading.RLock:
-    with _locks_guard:
-        return _locks.setdefault(str(path), threading.RLock())
-
-
-class Gallery:
+class Gallery(GalleryStore):
     """A celebrity gallery folder (created on the first write).
 
     Reading methods: :meth:`people` (alias :meth:`list`), :meth:`get`,
@@ -256,156 +125,6 @@ class Gallery:
     :meth:`add_folder`, :meth:`update`, :meth:`remove`, :meth:`remove_face`,
     :meth:`clear`, :meth:`import_`, :meth:`reembed`. Sharing: :meth:`export`.
     """
-
-    def __init__(self, path: str | os.PathLike | None = None):
-        if isinstance(path, Gallery):
-            path = path.path
-        self.path = (Path(path).expanduser() if path is not None else default_gallery_path()).resolve()
-        self._lock = _lock_for(self.path)
-
-    @property
-    def file(self) -> Path:
-        return self.path / GALLERY_FILE
-
-    # -- reading -----------------------------------------------------------------------
-    def _read(self) -> tuple[list[dict], dict]:
-        """(face rows, metadata); cached until the file changes."""
-        try:
-            st = self.file.stat()
-        except FileNotFoundError:
-            return [], {}
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        hit = _cache.get(str(self.file))
-        if hit is not None and hit[0] == key:
-            return [dict(r) for r in hit[1]], dict(hit[2])
-        import pyarrow.parquet as pq
-
-        data = self.file.read_bytes()
-        table = pq.read_table(io.BytesIO(data))
-        meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
-        meta["Sha256"] = hashlib.sha256(data).hexdigest()
-        rows = table.to_pylist()
-        _cache[str(self.file)] = (key, rows, meta)
-        return [dict(r) for r in rows], dict(meta)
-
-    def _write(self, rows: list[dict], face_model: dict | None) -> None:
-        import pyarrow.parquet as pq
-
-        rows = sorted(rows, key=lambda r: (normalize_name(r["Name"]), r["Id"], r["AddedMs"], r["FaceId"]))
-        meta = {"Format": FORMAT_VERSION, "FaceModel": face_model if rows else None}
-        table = pa.Table.from_pylist(rows, schema=_GALLERY_SCHEMA).replace_schema_metadata(
-            {_META_KEY: json.dumps(meta, sort_keys=True).encode()})
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        store.atomic_write_bytes(self.file, sink.getvalue().to_pybytes())
-        self._prune_images(rows)
-
-    def _prune_images(self, rows: list[dict]) -> None:
-        keep = {r["Image"] for r in rows}
-        folder = self.path / "images"
-        if folder.is_dir():
-            for f in folder.iterdir():
-                if f.is_file() and f"images/{f.name}" not in keep and not f.name.startswith("."):
-                    f.unlink(missing_ok=True)
-
-    @property
-    def face_model(self) -> dict | None:
-        """The face model that made this gallery's embeddings (None while empty)."""
-        return self._read()[1].get("FaceModel")
-
-    def people(self) -> list[dict]:
-        """Every person: ``{Id, Name, Urls, KnownGender, Faces}`` (Faces = number of
-        reference faces), sorted by name."""
-        out: dict[str, dict] = {}
-        for r in self._read()[0]:
-            p = out.get(r["Id"])
-            if p is None:
-                p = out[r["Id"]] = _person(r)
-                p["Faces"] = 0
-            p["Faces"] += 1
-        return list(out.values())
-
-    list = people  # gallery.list(), as in the issue's add / remove / list / export / import
-
-    def get(self, id: str) -> dict | None:
-        """The person with this Id (``{Id, Name, Urls, KnownGender, Faces}``), or None."""
-        return next((p for p in self.people() if p["Id"] == id), None)
-
-    def find(self, name_or_id: str) -> dict | None:
-        """The person with this name (any case/spacing) or Id, or None."""
-        key = normalize_name(name_or_id)
-        for p in self.people():
-            if p["Id"] == name_or_id or normalize_name(p["Name"]) == key:
-                return p
-        return None
-
-    def faces(self, person: str | None = None) -> list[dict]:
-        """Reference faces (``FaceId, Id, Name, Image, Source, BoundingBox,
-        Confidence, Aligned``), of one person (name or Id) or of all."""
-        pid = self._require(person)["Id"] if person is not None else None
-        return [{"FaceId": r["FaceId"], "Id": r["Id"], "Name": r["Name"], "Image": str(self.path / r["Image"]),
-                 "Source": r["Source"], "BoundingBox": r["BoundingBox"], "Confidence": r["Confidence"],
-                 "Aligned": r["Aligned"]}
-                for r in self._read()[0] if pid is None or r["Id"] == pid]
-
-    def to_pandas(self):
-        """The people as a DataFrame (one row per person)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.people(), columns=["Id", "Name", "Urls", "KnownGender", "Faces"])
-
-    def __len__(self) -> int:
-        return len({r["Id"] for r in self._read()[0]})
-
-    def __contains__(self, name_or_id: str) -> bool:
-        return self.find(name_or_id) is not None
-
-    def __iter__(self):
-        return iter(self.people())
-
-    def __repr__(self) -> str:
-        rows, meta = self._read()
-        model = meta.get("FaceModel")
-        where = f", model={model['FacePack']}/{model['Recognizer']}" if model else ""
-        return f"Gallery('{self.path}', people={len({r['Id'] for r in rows})}, faces={len(rows)}{where})"
-
-    def _require(self, name_or_id: str) -> dict:
-        person = self.find(name_or_id)
-        if person is None:
-            raise ResourceNotFoundException(f"{name_or_id!r} is not in the celebrity gallery at {self.path}")
-        return person
-
-    # -- search ------------------------------------------------------------------------
-    def check_model(self, pack) -> dict:
-        """The pack's face model info, after checking it is the one this gallery was
-        embedded with (InvalidParameterException otherwise)."""
-        current = face_model_info(pack)
-        stored = self.face_model
-        if stored is not None and not _same_model(stored, current):
-            raise InvalidParameterException(
-                f"the celebrity gallery at {self.path} was embedded with {_describe_model(stored)}, "
-                f"but the loaded face model is {_describe_model(current)}; embeddings of different "
-                "models cannot be compared. Re-embed the gallery's stored photos with the current "
-                "model: rk.celebrities.gallery(path).reembed()")
-        return current
-
-    def matcher(self, pack) -> GalleryMatcher:
-        """A search snapshot; refuses an empty gallery or one made by another face model."""
-        rows, meta = self._read()
-        if not rows:
-            raise _empty(self)
-        self.check_model(pack)
-        order: dict[str, int] = {}
-        people: list[dict] = []
-        for r in rows:
-            if r["Id"] not in order:
-                order[r["Id"]] = len(people)
-                people.append(_person(r))
-        owner = np.array([order[r["Id"]] for r in rows])
-        sort = np.argsort(owner, kind="stable")
-        emb = np.array([rows[i]["Embedding"] for i in sort], np.float32)
-        starts = np.searchsorted(owner[sort], np.arange(len(people)))
-        return GalleryMatcher(tuple(people), emb, starts, meta.get("FaceModel"), str(self.path), meta["Sha256"])
 
     def recognize(self, image, *, min_confidence: float | None = None) -> dict:
         """RecognizeCelebrities on one photo (a path or bytes) against this gallery."""
@@ -727,17 +446,8 @@ class Gallery:
         return out
 
 
+
 # --------------------------------------------------------------------------- helpers
-def _person(row: dict) -> dict:
-    return {"Id": row["Id"], "Name": row["Name"], "Urls": list(row["Urls"] or []), "KnownGender": row["KnownGender"]}
-
-
-def _face_pack():
-    from .models.faces import face_pack
-
-    return face_pack()
-
-
 def _embed(pack, img, kps) -> np.ndarray:
     return pack.embed(np.ascontiguousarray(img), np.asarray(kps, np.float32).reshape(-1, 5, 2))
 
@@ -853,100 +563,3 @@ def _read_export(path: Path) -> tuple[list[dict], dict, dict[str, bytes]]:
         raise InvalidParameterException(f"{path}: the file does not say which face model made its embeddings")
     return rows, meta.get("FaceModel"), images
 
-
-# --------------------------------------------------------------------------- operations
-def _gallery_from(params: dict) -> Gallery:
-    return Gallery(params.get("CelebrityGallery"))
-
-
-def _empty(g: Gallery) -> InvalidParameterException:
-    return InvalidParameterException(
-        f"the celebrity gallery at {g.path} is empty; add people first: "
-        "rk.celebrities.gallery().add('Name', images=['photo.jpg'])")
-
-
-def _pack_on_disk() -> bool:
-    """True when the face pack in use is already on this machine (REKOLAB_MODEL_DIR,
-    REKOLAB_FACE_PACK, or insightface's own ``~/.insightface/models/<pack>``), so
-    loading it downloads nothing."""
-    from .models.faces import resolve_pack_dir
-
-    try:
-        name, folder = resolve_pack_dir()
-    except Exception:
-        return False
-    return folder is not None or (Path.home() / ".insightface" / "models" / name).is_dir()
-
-
-def _load_pack(operation: str):
-    """The face pack for a request, only from disk: a missing or broken pack is an
-    ``InternalServerError`` that says how to install one, never a download or a raw
-    exception."""
-    hint = ("set REKOLAB_MODEL_DIR to a folder holding insightface/models/<pack>/ "
-            "(e.g. ../shared/models), or REKOLAB_FACE_PACK to a pack folder")
-    if not _pack_on_disk():
-        raise InternalServerError(
-            f"no face pack is installed on this machine, and RecognizeCelebrities does not download one: {hint}",
-            operation)
-    try:
-        return _face_pack()
-    except Exception as exc:
-        raise InternalServerError(
-            f"the face pack could not be loaded ({type(exc).__name__}: {exc}); {hint}", operation) from None
-
-
-def check_start(request):
-    """StartCelebrityRecognition checks that need the gallery, on a request that
-    ``parse_start`` validated: refuse an empty gallery, and (when the face pack is on
-    disk, so nothing is downloaded here) one embedded with another face model.
-    Returns the request with the gallery path made absolute."""
-    import dataclasses
-
-    params = request.params
-    g = _gallery_from(params)
-    if len(g) == 0:
-        raise _empty(g)
-    if _pack_on_disk():
-        g.check_model(_face_pack())
-    if "CelebrityGallery" in params and params["CelebrityGallery"] != str(g.path):
-        params = dict(params, CelebrityGallery=str(g.path))
-        request = dataclasses.replace(request, params_json=json.dumps(params, sort_keys=True, separators=(",", ":")))
-    return request
-
-
-def celebrity_info(params: dict) -> dict:
-    """GetCelebrityInfo: ``{Urls, Name, KnownGender}`` of a gallery Id."""
-    from .requests import validate_request
-
-    validate_request("GetCelebrityInfo", params)
-    cid = params["Id"]
-    if not cid:
-        raise InvalidParameterException("Id must not be empty; give a celebrity Id from RecognizeCelebrities "
-                                        "or GetCelebrityRecognition")
-    g = _gallery_from(params)
-    person = g.get(cid)
-    if person is None:
-        raise ResourceNotFoundException(f"The celebrity Id {cid} is not in the celebrity gallery at {g.path}")
-    out = {"Urls": person["Urls"], "Name": person["Name"]}
-    if person["KnownGender"]:
-        out["KnownGender"] = {"Type": person["KnownGender"]}
-    return out
-
-
-def recognize_celebrities(params: dict, buckets: dict[str, str]) -> dict:
-    """RecognizeCelebrities: ``{CelebrityFaces, UnrecognizedFaces}`` for one image."""
-    from .images import load_image, normalize_image_request
-    from .requests import validate_request
-
-    op = "RecognizeCelebrities"
-    params = normalize_image_request(params, op)
-    validate_request(op, params)
-    img, _ = load_image(params["Image"], buckets, op)
-    gallery = _gallery_from(params)
-    if len(gallery) == 0:  # before any model is loaded
-        raise _empty(gallery)
-    pack = _load_pack(op)
-    matcher = gallery.matcher(pack)
-    from .analysis.celebrities import recognize_image
-
-    return recognize_image(img, pack, matcher, float(params.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)))

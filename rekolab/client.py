@@ -321,14 +321,14 @@ class Client:
         return self._page(req, "StartFaceSearch", face_search_items, "Persons",
                           sort=sort_face_search(sort_by), options=f"SortBy={sort_by}")
 
-    # -- celebrity recognition (rekolab/celebrities.py, analysis/celebrities.py) --------
+    # -- celebrity recognition (rekolab/celebrity_ops.py, analysis/celebrities.py) ------
     @_operation("StartCelebrityRecognition")
     def start_celebrity_recognition(self, **kwargs) -> dict:
         """StartCelebrityRecognition against the celebrity gallery (an empty gallery is
         InvalidParameterException). Extensions: ``SampleRate`` (default 5),
         ``MinConfidence`` (0-100, default 50), ``CelebrityGallery`` (a gallery folder;
         default ``<rekolab home>/celebrities``)."""
-        from .celebrities import check_start
+        from .celebrity_ops import check_start
 
         request, token = parse_start("StartCelebrityRecognition", kwargs)  # validated once
         return {"JobId": self.jobs.start(check_start(request), token, self.buckets)}
@@ -349,7 +349,7 @@ class Client:
     def get_celebrity_info(self, **kwargs) -> dict:
         """GetCelebrityInfo: ``{Urls, Name, KnownGender}`` of a gallery Id
         (ResourceNotFoundException for an Id the gallery does not have)."""
-        from .celebrities import celebrity_info
+        from .celebrity_ops import celebrity_info
 
         return celebrity_info(kwargs)
 
@@ -358,7 +358,7 @@ class Client:
         """RecognizeCelebrities: ``{CelebrityFaces, UnrecognizedFaces}`` for one image
         (Image.Bytes up to 5 MB, or Image.S3Object in a bucket root, JPEG or PNG).
         Extensions: ``MinConfidence``, ``CelebrityGallery``."""
-        from .celebrities import recognize_celebrities
+        from .celebrity_ops import recognize_celebrities
 
         return recognize_celebrities(kwargs, self.buckets)
 

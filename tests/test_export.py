@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -53,7 +54,7 @@ def test_the_fixture_clip_has_faces_then_none(job):
     assert job._record.sampled_frames == 4
 
 
-def test_parquet_carries_request_and_video_metadata(job, tmp_path):
+def test_parquet_carries_request_and_video_metadata(job, tmp_path, monkeypatch):
     out = export.to_parquet(job, tmp_path / "sub" / "faces.parquet")
     table = pq.read_table(out)
     meta = json.loads(table.schema.metadata[b"rekolab"])
@@ -61,6 +62,9 @@ def test_parquet_carries_request_and_video_metadata(job, tmp_path):
     assert meta["Request"]["FaceAttributes"] == "ALL"
     assert meta["VideoMetadata"] == job.video_metadata and meta["VideoMetadata"]["FrameWidth"] == 320
     assert table.num_rows == 2 and table.equals(job.to_arrow())
+    monkeypatch.setattr(sys.modules["rekolab.client"], "_default", job._client)  # rk.export: a job id is rk.Job(id)
+    by_id = pq.read_table(export.to_parquet(job.id, tmp_path / "by-id.parquet"))
+    assert by_id.equals(table) and by_id.schema.metadata == table.schema.metadata
 
 
 def test_jsonl_holds_the_exact_get_items(job, tmp_path):

@@ -38,7 +38,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from ..celebrities import DEFAULT_MIN_CONFIDENCE, MAX_FACES_PER_IMAGE, Gallery, GalleryMatcher
+from ..celebrity_store import DEFAULT_MIN_CONFIDENCE, MAX_FACES_PER_IMAGE, GalleryMatcher, GalleryStore
 from ..models.backend import frame_batch_size
 from ..models.faces import face_pack, similarity
 from ..results.celebrities import CELEBRITIES_SCHEMA, sort_celebrities
@@ -74,7 +74,7 @@ class CelebrityRecognitionAnalyzer:
 
     def __init__(self, params: dict):
         self.pack = face_pack()
-        self.gallery = Gallery(params.get("CelebrityGallery"))
+        self.gallery = GalleryStore(params.get("CelebrityGallery"))
         self.matcher: GalleryMatcher = self.gallery.matcher(self.pack)  # snapshot for this job
         self.min_confidence = float(params.get("MinConfidence", DEFAULT_MIN_CONFIDENCE))
         self.tracker = FaceTracker()

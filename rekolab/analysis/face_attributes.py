@@ -101,7 +101,7 @@ from typing import Sequence
 import numpy as np
 
 from rekolab.models import find_model_file, model_dir, require
-from rekolab.models.faces import face_confidence
+from rekolab.models.face_scores import face_confidence
 
 cv2 = require("cv2", "video")
 
@@ -457,7 +457,7 @@ def _details(frame_bgr, gray, boxes, kps, scores, pts68, emotions, genderage, wa
                 "Left": float(x1 / w),
                 "Top": float(y1 / h),
             },
-            "Confidence": _pct(float(face_confidence(scores[i]))),  # calibrated, see models.faces
+            "Confidence": _pct(float(face_confidence(scores[i]))),  # calibrated, see models.face_scores
             "Quality": _quality(gray, boxes[i]),
         }
         if named is not None:

@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import os
 
+from .environment import worker_env
+
 __all__ = ["get_executor", "worker_env", "EXECUTORS"]
 
 EXECUTORS = ("local", "ray")
-
-
-def worker_env() -> dict[str, str]:
-    """The environment a worker needs to see what the driver sees (home, models, offline)."""
-    keep = ("REKOLAB_", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")
-    return {k: v for k, v in os.environ.items() if k.startswith(keep)}
 
 
 def get_executor(name: str | None = None, *, workers: int | None = None, address: str | None = None):

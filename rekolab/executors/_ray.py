@@ -22,7 +22,7 @@ import logging
 import os
 import time
 
-from . import worker_env
+from .environment import worker_env
 from .work import Task
 
 __all__ = ["RayExecutor", "ray_address"]

@@ -21,7 +21,7 @@ import os
 import signal
 import time
 
-from . import worker_env
+from .environment import worker_env
 from .work import Task
 
 __all__ = ["LocalExecutor"]

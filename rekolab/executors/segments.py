@@ -6,8 +6,9 @@ multiples of the batch size (16). So a segmented run analyses exactly the frames
 of a single run, with the same timestamps, in the same batches: no frame is
 dropped or doubled at a boundary, and batched models see identical inputs.
 
-**Which operations split**, and how they are stitched, is data: :data:`POLICIES`
-names the operations rekolab ships; any analyzer class can declare its own
+**Which operations split**, and how they are stitched, is data
+(:mod:`rekolab.executors.policies`, re-exported here): :data:`POLICIES` names the
+operations rekolab ships; any analyzer class can declare its own
 ``segmenting = {"identity": "<column>" | None}`` attribute. An operation with no
 policy (e.g. one whose rows are decided only at the end, or one that plans its own
 decode, as segment detection does) runs unsplit, on one worker, whatever its length.
@@ -28,58 +29,19 @@ on a clip with faces crossing a boundary.
 """
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
 import pyarrow as pa
 
+from .policies import POLICIES, analyzer_class, own_decode, policy_for  # noqa: F401 (re-exported)
 from .work import BATCH_SIZE
 
 __all__ = ["POLICIES", "policy_for", "analyzer_class", "own_decode", "plan_segments", "merge_segments",
            "merge_group", "renumber"]
 
-#: operation -> {"identity": identity column or None}; see the module docstring.
-POLICIES = {
-    "StartFaceDetection": {"identity": None},
-    "StartLabelDetection": {"identity": None},
-    "StartFaceSearch": {"identity": "Index"},
-    "StartCelebrityRecognition": {"identity": "TrackIndex"},
-}
-
 #: seconds of video run before a segment so trackers have the boundary's history.
 WARM_S = 3.0
-
-
-def analyzer_class(operation: str):
-    """The registered analyzer class of ``operation`` (None if it cannot be imported here)."""
-    from ..analysis import _ANALYZERS
-
-    spec = _ANALYZERS.get(operation)
-    if spec is None:
-        return None
-    module, _, name = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except Exception:  # it fails with its own error where it runs
-        return None
-
-
-def own_decode(operation: str) -> bool:
-    """True for an analyzer that plans its own decode (``decode_plan``, e.g. segment
-    detection reads every frame): it never shares a decode and never splits."""
-    return hasattr(analyzer_class(operation), "decode_plan")
-
-
-def policy_for(operation: str) -> dict | None:
-    """How ``operation`` splits (None: it runs unsplit)."""
-    cls = analyzer_class(operation)
-    declared = cls.__dict__.get("segmenting") if cls is not None else None
-    if declared is not None:
-        return dict(declared)
-    if own_decode(operation):
-        return None
-    return POLICIES.get(operation)
 
 
 def plan_segments(samples: int, duration_ms: int, segment_s: float, sample_rate: float,

@@ -242,7 +242,7 @@ def _run(task: Task) -> dict:
     metadata = probe(video.path)
     out = {"video_metadata": metadata.to_dict()}
     from ..video import plan as plan_decode
-    from .segments import own_decode
+    from .policies import own_decode
 
     if any(own_decode(op) for op, _ in task.operations):  # it plans its own decode, unsplit
         done = analyze_video(video.path, task.operations)
