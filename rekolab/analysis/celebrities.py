@@ -99,7 +99,7 @@ class CelebrityRecognitionAnalyzer:
         }
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
-        frames = bgr_frames(batch.frames)  # decord gives RGB; models want BGR
+        frames = bgr_frames(batch.frames)  # the decoder gives RGB; models want BGR
         found = self.pack.detect_batch(frames)  # one detector call, one recognizer call per batch
         kps = [f[2] for f in found]
         embeddings = self.pack.embed_batch(frames, kps)

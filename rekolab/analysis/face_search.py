@@ -90,7 +90,7 @@ class FaceSearchAnalyzer:
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
         # The models see the whole batch (one detector call, one recognizer call, one
         # call per attribute model); tracking and matching then go frame by frame.
-        frames = self._bgr(batch.frames)  # decord gives RGB; models want BGR
+        frames = self._bgr(batch.frames)  # the decoder gives RGB; models want BGR
         found = self.pack.detect_batch(frames)
         kps = [f[2] for f in found]
         embeddings = self.pack.embed_batch(frames, kps)

@@ -109,7 +109,7 @@ class FaceDetectionAnalyzer:
         }
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
-        frames = bgr_frames(batch.frames)  # decord gives RGB; models want BGR
+        frames = bgr_frames(batch.frames)  # the decoder gives RGB; models want BGR
         found = self.pack.detect_batch(frames)
         details = describe_faces_batch(frames, [f[0] for f in found], [f[2] for f in found],
                                        [f[1] for f in found], self.pack.attributes, self.attributes)
