@@ -42,18 +42,51 @@ def test_probe_numbers(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "mpegts"])
-def test_a_part_of_a_plan_seeks_to_its_frames(tmp_path, fmt):
+def test_a_part_of_a_plan_seeks_to_its_frames(tmp_path, fmt, monkeypatch):
     """A segment of the plan (``plan.part``, as the segmented executors decode) seeks to
     the keyframe before its first frame and returns exactly its frames, also in MPEG-TS,
-    whose seeks are inexact (near the end FFmpeg's lands past the last keyframe)."""
+    which has no index (FFmpeg's seek there searches by DTS): a part after the first GOP
+    never decodes from the stream's start."""
+    import rekolab.video.decode as decode
+
     video = numbered_video(tmp_path / "n.mp4", frames=240, fps=25, gop=50)
     if fmt != "mp4":
         video = remuxed(video, tmp_path / "n.ts", fmt)
     p = plan(video, 5)
-    for start, end in [(0, 3), (7, 12), (len(p) - 1, len(p)), (len(p), len(p))]:
+    targets = []
+    real = decode._decode_from
+
+    def spy(plan, stop, beat, target):
+        targets.append(target)
+        return (yield from real(plan, stop, beat, target))
+
+    monkeypatch.setattr(decode, "_decode_from", spy)
+    for start, end in [(0, 3), (7, 12), (23, 26), (len(p) - 1, len(p)), (len(p), len(p))]:
         part = p.part(start, end)
         seen = [read_frame_number(f) for b in part.batches(batch_size=4) for f in b.frames]
         assert seen == p.indices[start:end].tolist()
+    assert targets[0] is None and None not in targets[2:] and len(targets) == 4  # one decode per part
+
+
+def test_a_video_cut_mid_gop_starts_at_its_first_keyframe(tmp_path):
+    """A recording that starts mid-GOP (MPEG-TS cut from a broadcast): the frames before
+    its first keyframe cannot be decoded, so sampling starts at the first keyframe and
+    the job does not fail as corrupt; frame numbers still count the leading frames."""
+    import av
+
+    video = numbered_video(tmp_path / "n.mp4", frames=120, fps=25, gop=50)
+    cut = tmp_path / "cut.ts"
+    with av.open(str(video)) as src, av.open(str(cut), "w", format="mpegts") as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream_from_template(stream)
+        for n, packet in enumerate(src.demux(stream)):
+            if packet.dts is not None and n >= 20:  # the first 20 packets are gone
+                packet.stream = out
+                dst.mux(packet)
+    p = plan(cut, 5)
+    seen = [read_frame_number(f) for b in p.batches() for f in b.frames]
+    assert len(seen) == len(p) > 0 and seen[0] == 50  # the second keyframe of the original
+    assert [s - seen[0] for s in seen] == (p.indices - p.indices[0]).tolist()
 
 
 def test_frames_are_the_pixels_decord_gave(tmp_path):

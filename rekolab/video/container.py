@@ -169,6 +169,8 @@ class PacketScan:
     declared_frames: int  # the sample table's count; 0 where the container has none
     declared_ms: int | None  # the stream's declared duration (None: undeclared)
     end_ms: int  # where the last complete packet ends, from the first frame
+    #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
+    keyframes: tuple = ()
 
     def ms(self) -> list[int]:
         """Each present frame's PTS in whole ms from the start, rounded down (exact integers)."""
@@ -203,12 +205,14 @@ def scan_packets(path: str | Path) -> PacketScan:
     try:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base)
-        pts, end = [], None
+        pts, end, keyframes = [], None, []
         try:
             for p in container.demux(stream):
                 if p.pts is None or not p.size or p.is_corrupt:
                     continue
                 pts.append(p.pts)
+                if p.is_keyframe:
+                    keyframes.append((p.pts, p.pts if p.dts is None else p.dts))
                 stop = p.pts + (p.duration or 0)
                 end = stop if end is None else max(end, stop)
         except Exception as exc:  # a demuxer error part-way: what was read is what is present
@@ -221,6 +225,7 @@ def scan_packets(path: str | Path) -> PacketScan:
             # A container-wide duration also covers audio; trust it only alone.
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
-                          declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms)
+                          declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
+                          keyframes=tuple(sorted(keyframes)))
     finally:
         container.close()

@@ -14,7 +14,8 @@
 
 **The decoder.** Frames are found by PTS in one pass of FFmpeg's decoder that never
 seeks back (a segment of the plan, :meth:`DecodePlan.part`, seeks once, to the
-keyframe before its first frame). Frames between samples are decoded only where
+keyframe before its first frame; frames before a file's first keyframe are not
+sampled, they cannot be decoded). Frames between samples are decoded only where
 later frames refer to them: a non-reference frame that is not sampled (most
 B-frames) is skipped by the decoder, and only sampled frames are converted to RGB,
 by FFmpeg's filter graph (turned as displayed, ``scale`` bicubic in YUV,
@@ -72,18 +73,18 @@ __all__ = [
 log = logging.getLogger("rekolab.video")
 
 DEFAULT_SAMPLE_RATE = 5.0
-#: A decoder that produces nothing for this long is declared stalled (decord#373:
-#: get_batch can spin forever on files whose frame count is over-reported).
+#: A decoder that reads no packet for this long is declared stalled (the decoder
+#: thread beats once per packet, so a long gap between sampled frames is not a stall).
 STALL_TIMEOUT_S = float(120)
-#: Frames are decoded at most this many pixels (720p's count), scaled with their
-#: aspect ratio kept: decord resizes while decoding, so the frames of a 4096x4096
-#: video cost what 960x960 ones do and memory stays bounded by the batch size
-#: whatever the frame size. The models need less: the face detector runs at 640 px,
+#: Sampled frames are converted to at most this many pixels (720p's count), scaled
+#: with their aspect ratio kept by FFmpeg's scale filter, so memory stays bounded by
+#: the batch size whatever the frame size (the decoder itself holds its reference
+#: frames at full size). The models need less: the face detector runs at 640 px,
 #: embeddings on 112 px crops, CLIP at 224 px. Boxes are ratios of the frame, and
 #: ``VideoMetadata`` keeps the real size.
 MAX_DECODE_PIXELS = 1280 * 720
-#: decord2 3.4 returns mis-shaped arrays (4 or 6 "channels") for some output widths
-#: under 74 px (16, 24, 48, 72, ...): narrower frames are decoded upscaled to this width.
+#: Narrower frames are decoded upscaled to this width. (decord2 3.4, the decoder before
+#: PyAV, mis-shaped some output widths under 74 px; kept so results stay the same.)
 _MIN_DECODE_WIDTH = 80
 
 
@@ -173,6 +174,7 @@ class DecodePlan:
     timestamps_ms: np.ndarray  # (M,) their PTS in ms
     pts: np.ndarray  # (M,) their PTS in the stream's time base
     size: tuple[int, int]  # (width, height) frames are returned at, as displayed
+    keyframes: tuple = ()  # (pts, dts) of the keyframes, by pts (PacketScan.keyframes)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -236,13 +238,18 @@ def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE,
     if not scan.pts:
         raise VideoDecodeError("the video has no frames")
     frame_ms = np.asarray(scan.ms(), dtype=np.int64)
-    return _plan_from(path, meta, scan, sample_indices(frame_ms / 1000.0, sample_rate))
+    # Frames before the first keyframe (a recording cut mid-GOP, common in MPEG-TS) cannot
+    # be decoded: sampling starts at the first one that can. Their frame numbers stay.
+    lead = int(np.searchsorted(np.asarray(scan.pts), scan.keyframes[0][0])) if scan.keyframes else 0
+    if lead >= len(frame_ms):
+        raise VideoDecodeError("the video has no keyframe to start decoding from")
+    return _plan_from(path, meta, scan, lead + sample_indices(frame_ms[lead:] / 1000.0, sample_rate))
 
 
 def _plan_from(path: Path, meta: VideoMetadata, scan: PacketScan, indices: np.ndarray) -> DecodePlan:
     frame_ms = np.asarray(scan.ms(), dtype=np.int64)
     return DecodePlan(path, indices, frame_ms[indices], np.asarray(scan.pts, dtype=np.int64)[indices],
-                      decode_size(meta.frame_width, meta.frame_height))
+                      decode_size(meta.frame_width, meta.frame_height), scan.keyframes)
 
 
 def _exact_frame_ms(path: Path, decord_starts_s: np.ndarray, scan: PacketScan | None = None) -> np.ndarray:
@@ -321,23 +328,46 @@ def _decode_threads() -> int:
     return max(1, int(os.environ.get("REKOLAB_DECODE_THREADS") or 1))
 
 
-def _decode_sampled(plan: DecodePlan, stop: threading.Event, *, seek: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+def _decode_sampled(plan: DecodePlan, stop: threading.Event, beat=None) -> Iterator[tuple[int, np.ndarray]]:
     """``(k, rgb)`` for each sampled frame ``k`` of ``plan``, in order: one sequential
     pass of FFmpeg's decoder (PyAV) from the keyframe before the first sampled frame.
 
     A frame is found by its PTS. Frames between samples must still be decoded where
     later frames refer to them, but a non-reference frame that is not sampled (most
     B-frames) is skipped by the decoder (``skip_frame=NONREF``, set per packet), and
-    only sampled frames are converted to RGB. Raises :class:`VideoDecodeError` when
-    decoding fails or a sampled frame never comes out."""
+    only sampled frames are converted to RGB. ``beat()`` is called for every packet
+    read. Raises :class:`VideoDecodeError` when decoding fails, a sampled frame never
+    comes out, or frames come out of presentation order (an AVI with B-frames, whose
+    packet times are in decode order)."""
+    if len(plan) == 0:
+        return
+    for target in _seek_targets(plan):
+        landed = yield from _decode_from(plan, stop, beat, target)
+        if landed:
+            return
+
+
+def _seek_targets(plan: DecodePlan) -> list:
+    """Where to start decoding a plan: ``None`` (the stream's start) when the plan starts
+    at the first decodable frame, else the keyframe at or before its first frame (by
+    its DTS: FFmpeg's seek in an index-less container such as MPEG-TS searches by DTS),
+    then the two keyframes before it, then the start, for seeks that land past it."""
+    first = int(plan.pts[0])
+    starts = [dts for pts, dts in plan.keyframes if pts <= first]
+    if not plan.keyframes or len(starts) <= 1:
+        return [None]
+    return [*starts[::-1][:3], None]
+
+
+def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target):
+    """The sampled frames decoded from ``target`` (a keyframe's DTS, or None for the
+    start); returns False when a seek landed past the first sampled frame (nothing
+    yielded then), True otherwise."""
     av = require("av", "video")
     want = {int(p): k for k, p in enumerate(plan.pts.tolist())}
+    first, n = int(plan.pts[0]), len(want)
     convert = _Converter(plan.size)
-    n = len(want)
-    if n == 0:
-        return
-    k_next = 0
-    seek = seek and int(plan.indices[0]) > 0
+    k_next, last_pts = 0, None
     try:
         with av.open(str(plan.path)) as container:
             stream = container.streams.video[0]
@@ -346,21 +376,31 @@ def _decode_sampled(plan: DecodePlan, stop: threading.Event, *, seek: bool = Tru
             ctx.thread_count = threads
             if threads > 1:
                 stream.thread_type = "AUTO"
-            first = int(plan.pts[0])
-            if seek:
-                container.seek(first, stream=stream, backward=True)
+            if target is not None:
+                try:
+                    container.seek(int(target), stream=stream, backward=True)
+                except av.error.FFmpegError as exc:  # not seekable: the next target
+                    log.info("seeking %s failed: %r", plan.path, exc)
+                    return False
             for packet in container.demux(stream):
                 if stop.is_set():
-                    return
+                    return True
+                if beat is not None:
+                    beat()
                 ctx.skip_frame = "NONREF" if packet.pts is not None and packet.pts not in want else "DEFAULT"
                 for frame in packet.decode():
-                    if seek and k_next == 0 and frame.pts is not None and frame.pts > first:
-                        # The seek landed past the first sampled frame (a container
-                        # without an exact index): decode from the start instead.
-                        yield from _decode_sampled(plan, stop, seek=False)
-                        return
-                    k = want.get(frame.pts)
-                    if k is None or k < k_next:
+                    pts = frame.pts
+                    if pts is None:
+                        continue
+                    if target is not None and k_next == 0 and pts > first:
+                        return False  # the seek landed past the first sampled frame
+                    if last_pts is not None and pts <= last_pts:
+                        raise VideoDecodeError(
+                            "the video's frame times are not in presentation order (for example an "
+                            "AVI with B-frames); remux it to MP4, e.g. ffmpeg -i in.avi -c copy out.mp4")
+                    last_pts = pts
+                    k = want.get(pts)
+                    if k is None:
                         continue
                     if k > k_next:  # the decoder dropped a sampled frame
                         raise VideoDecodeError(
@@ -369,21 +409,17 @@ def _decode_sampled(plan: DecodePlan, stop: threading.Event, *, seek: bool = Tru
                     yield k, convert(frame)
                     k_next += 1
                     if k_next == n:
-                        return
+                        return True
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         log.info("decoding %s failed near frame %d: %r", plan.path, k_next, exc)
         raise VideoDecodeError(
             f"the video could not be decoded at {_where(plan, k_next)}: its data is corrupt or "
             "cut off there") from None
-    if k_next == 0 and seek:
-        # Nothing came out after the seek (an MPEG-TS seek near the end can land past
-        # the last keyframe): decode from the start instead.
-        yield from _decode_sampled(plan, stop, seek=False)
-        return
-    if k_next < n:
-        raise VideoDecodeError(
-            f"the decoder returned no frame at {_where(plan, k_next)}: the file is truncated or "
-            "corrupt there")
+    if k_next == 0 and target is not None:
+        return False  # nothing came out after the seek
+    raise VideoDecodeError(
+        f"the decoder returned no frame at {_where(plan, k_next)}: the file is truncated or "
+        "corrupt there")
 
 
 def _where(plan: DecodePlan, k: int) -> str:
@@ -403,6 +439,11 @@ def _prefetch(plan: DecodePlan, batch_size: int, prefetch: int, stop) -> Iterato
                 continue
         return False
 
+    alive = [time.monotonic()]  # the decoder thread's last packet
+
+    def beat():
+        alive[0] = time.monotonic()
+
     def work():
         # Decoding is the smaller share of a job; at a lower priority it fills the
         # gaps the models leave instead of taking cores from them (Linux: nice
@@ -413,7 +454,7 @@ def _prefetch(plan: DecodePlan, batch_size: int, prefetch: int, stop) -> Iterato
             pass
         try:
             frames, start = [], 0
-            for k, rgb in _decode_sampled(plan, stop):
+            for k, rgb in _decode_sampled(plan, stop, beat):
                 frames.append(rgb)
                 if len(frames) == batch_size or k == len(plan) - 1:
                     end = start + len(frames)
@@ -429,19 +470,18 @@ def _prefetch(plan: DecodePlan, batch_size: int, prefetch: int, stop) -> Iterato
     thread = threading.Thread(target=work, name="rekolab-decode", daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + STALL_TIMEOUT_S
         while True:
             try:
                 item = q.get(timeout=0.2)
             except queue.Empty:
                 if stop.is_set() and not thread.is_alive():
                     return  # stopped from outside (e.g. interpreter exit)
-                if time.monotonic() > deadline:
+                if time.monotonic() > alive[0] + STALL_TIMEOUT_S:
                     raise VideoDecodeError(
-                        f"the decoder produced no frame for {STALL_TIMEOUT_S:.0f} s; "
+                        f"the decoder read nothing for {STALL_TIMEOUT_S:.0f} s; "
                         "the file is probably truncated or corrupt") from None
                 continue
-            deadline = time.monotonic() + STALL_TIMEOUT_S
+            beat()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):

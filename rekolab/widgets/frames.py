@@ -2,10 +2,10 @@
 
 :class:`FrameSource` opens a video once (decord) and maps a result ``Timestamp``
 back to its frame: the last frame whose presentation time (PTS), in ms rounded
-down, is at or before the timestamp. Frame times come from the same function the
-jobs' decode plan uses (``rekolab.video.decode._exact_frame_ms``: the packets'
-integer PTS, not decord's float32 seconds), so the frame a viewer shows for a
-result is the exact frame that was analysed, at any point of a 6-hour video.
+down, is at or before the timestamp. Frame times are the packets' integer PTS
+(``rekolab.video.decode._exact_frame_ms``, not decord's float32 seconds), as in the
+jobs' decode plan (``PacketScan.ms``), so the frame a viewer shows for a result is
+the exact frame that was analysed, at any point of a 6-hour video.
 """
 from __future__ import annotations
 
