@@ -138,17 +138,19 @@ def truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> 
     return _remux_cut(source, path, keep, {"movflags": "faststart"})
 
 
-def remuxed(source: str | Path, path: str | Path, fmt: str = "mp4", options: dict | None = None) -> Path:
+def remuxed(source: str | Path, path: str | Path, fmt: str = "mp4", options: dict | None = None,
+            drop_first: int = 0) -> Path:
     """``source``'s video stream copied (no re-encoding) into a ``fmt`` container
-    (FFmpeg's muxer name: ``mp4``, ``mpegts``, ``matroska``) with muxer ``options``."""
+    (FFmpeg's muxer name: ``mp4``, ``mpegts``, ``matroska``) with muxer ``options``,
+    without its first ``drop_first`` packets (a recording cut mid-GOP)."""
     import av
 
     path = Path(path)
     with av.open(str(source)) as src, av.open(str(path), "w", format=fmt, options=options or {}) as dst:
         stream = src.streams.video[0]
         out = dst.add_stream_from_template(stream)
-        for packet in src.demux(stream):
-            if packet.dts is not None:
+        for n, packet in enumerate(src.demux(stream)):
+            if packet.dts is not None and n >= drop_first:
                 packet.stream = out
                 dst.mux(packet)
     return path

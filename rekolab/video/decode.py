@@ -238,17 +238,14 @@ def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE,
     if not scan.pts:
         raise VideoDecodeError("the video has no frames")
     frame_ms = np.asarray(scan.ms(), dtype=np.int64)
+    pts = np.asarray(scan.pts, dtype=np.int64)
     # Frames before the first keyframe (a recording cut mid-GOP, common in MPEG-TS) cannot
     # be decoded: sampling starts at the first one that can. Their frame numbers stay.
-    lead = int(np.searchsorted(np.asarray(scan.pts), scan.keyframes[0][0])) if scan.keyframes else 0
+    lead = int(np.searchsorted(pts, scan.keyframes[0][0])) if scan.keyframes else 0
     if lead >= len(frame_ms):
         raise VideoDecodeError("the video has no keyframe to start decoding from")
-    return _plan_from(path, meta, scan, lead + sample_indices(frame_ms[lead:] / 1000.0, sample_rate))
-
-
-def _plan_from(path: Path, meta: VideoMetadata, scan: PacketScan, indices: np.ndarray) -> DecodePlan:
-    frame_ms = np.asarray(scan.ms(), dtype=np.int64)
-    return DecodePlan(path, indices, frame_ms[indices], np.asarray(scan.pts, dtype=np.int64)[indices],
+    indices = lead + sample_indices(frame_ms[lead:] / 1000.0, sample_rate)
+    return DecodePlan(path, indices, frame_ms[indices], pts[indices],
                       decode_size(meta.frame_width, meta.frame_height), scan.keyframes)
 
 
@@ -354,7 +351,7 @@ def _seek_targets(plan: DecodePlan) -> list:
     then the two keyframes before it, then the start, for seeks that land past it."""
     first = int(plan.pts[0])
     starts = [dts for pts, dts in plan.keyframes if pts <= first]
-    if not plan.keyframes or len(starts) <= 1:
+    if len(starts) <= 1:
         return [None]
     return [*starts[::-1][:3], None]
 
