@@ -13,6 +13,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# torch's OpenMP threads (libgomp) spin after every parallel region by default. Next to any
+# other work on the machine (a second job, the decoder, a browser, another process) that
+# spinning took the cores: one CLIP encode loop ran 3.4x slower beside one busy process, 1.7x
+# with passive waiting (docs/performance.md). libgomp reads this when torch loads, and
+# importing rekolab imports no torch, so it is set here; a value the user set wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import celebrities, errors, export
 from .api import (Collection, Job, StreamProcessor, StreamSession, analyze, create_stream_processor,
                   start_celebrity_recognition, start_face_detection, start_face_search,

@@ -25,6 +25,9 @@ os.environ["MPLCONFIGDIR"] = str(_SCRATCH / "matplotlib")
 os.environ["REKOLAB_OFFLINE"] = "1"
 for _name in ("home", "cache", "matplotlib"):
     (_SCRATCH / _name).mkdir()
+# Before any test module imports torch: importing rekolab sets OMP_WAIT_POLICY=PASSIVE,
+# which torch's OpenMP reads once, when it loads (tests/test_layering.py).
+import rekolab  # noqa: E402,F401
 SHARED = Path(os.environ.get("REKOLAB_SHARED", REPO.parent / "shared")).resolve()
 MEDIA = SHARED / "media"
 MODELS = SHARED / "models"

@@ -1,11 +1,15 @@
 """The house's layering rules, read from the source (nothing imported; about a second):
 core modules never import a surface (client.py, api*.py, export.py, cli*.py, server/), and no
 new import circles. Every import counts, lazy ones inside functions too; only those
-under ``if TYPE_CHECKING:`` (annotations) do not."""
+under ``if TYPE_CHECKING:`` (annotations) do not. One test imports rekolab in a fresh
+interpreter to check what that import loads."""
 from __future__ import annotations
 
 import ast
 import functools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "rekolab"
@@ -117,3 +121,18 @@ def test_no_new_import_circles():
     new = [sorted(c) for c in circles if c not in KNOWN_CIRCLES]
     assert not new, new
     assert not any(m.startswith("rekolab.streaming") for c in circles for m in c)
+
+
+def test_import_loads_no_model_library_and_makes_openmp_wait_passively():
+    """``import rekolab`` loads no torch, onnxruntime or decoder (they load when a job needs
+    them), so the ``OMP_WAIT_POLICY=PASSIVE`` it sets is in place when torch's libgomp reads
+    it; a policy the user set is kept."""
+    code = ("import os, sys, rekolab; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'av', 'decord', 'insightface', 'cv2', 'open_clip')"
+            " if m in sys.modules)); print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "PASSIVE"], out.stderr
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[1] == "ACTIVE"
