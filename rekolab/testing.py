@@ -139,18 +139,22 @@ def truncated_video(source: str | Path, path: str | Path, keep: float = 0.5) -> 
 
 
 def remuxed(source: str | Path, path: str | Path, fmt: str = "mp4", options: dict | None = None,
-            drop_first: int = 0) -> Path:
+            drop_first: int = 0, shift_s: float = 0) -> Path:
     """``source``'s video stream copied (no re-encoding) into a ``fmt`` container
-    (FFmpeg's muxer name: ``mp4``, ``mpegts``, ``matroska``) with muxer ``options``,
-    without its first ``drop_first`` packets (a recording cut mid-GOP)."""
+    (FFmpeg's muxer name: ``mp4``, ``mpegts``, ``matroska``, ``h264`` for a raw stream)
+    with muxer ``options``, without its first ``drop_first`` packets (a recording cut
+    mid-GOP), its timestamps moved ``shift_s`` seconds later (a recording that starts late)."""
     import av
 
     path = Path(path)
     with av.open(str(source)) as src, av.open(str(path), "w", format=fmt, options=options or {}) as dst:
         stream = src.streams.video[0]
         out = dst.add_stream_from_template(stream)
+        shift = int(shift_s / stream.time_base)
         for n, packet in enumerate(src.demux(stream)):
             if packet.dts is not None and n >= drop_first:
+                if shift:
+                    packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
                 packet.stream = out
                 dst.mux(packet)
     return path

@@ -100,6 +100,8 @@ CASES = [
     ("aac-audio-only", "audio.mp4", lambda p: t.audio_only(p), IPE, "has no video stream"),
     ("m4a-audio-only", "audio.m4a", lambda p: t.audio_only(p, "ipod"), IPE, "has no video stream"),
     ("zero-sample-track", "nosamples.mkv", t.zero_sample_video, IPE, "has no frames (zero samples)"),
+    ("raw-h264-no-timestamps", "raw.h264", lambda p: t.remuxed(need(HAMILTON), p, "h264"), IPE,
+     "frames carry no timestamps"),
     # -- containers cut or damaged before their index ------------------------------------------
     ("mp4-header-only", "head.mp4", _cut(HAMILTON, 0.00005), IPE, "not a readable video"),
     *[(f"moov-cut-{int(k * 100)}", f"moov{int(k * 100)}.mp4",
@@ -131,6 +133,9 @@ CASES = [
        FAILED, "the video is truncated") for k in (0.1, 0.3, 0.5, 0.7, 0.9, 0.97)],
     ("mdat-cut-traffic", "traffic_cut.mp4", lambda p: t.truncated_video(need(TRAFFIC), p, 0.6), FAILED,
      "the video is truncated"),
+    ("mkv-starting-at-10-s-cut", "late_cut.mkv", lambda p: p.write_bytes(t.remuxed(
+        need(HAMILTON), p.with_suffix(".full.mkv"), "matroska", shift_s=10).read_bytes()[:250_000]),
+     FAILED, "the video is truncated"),
     ("webm-cut", "cut.webm", lambda p: p.write_bytes(
         t.encoded_video(p.with_suffix(".full.webm"), "libvpx-vp9", size=(96, 64), frames=50).read_bytes()[:-2500]),
      FAILED, "the video is truncated"),
@@ -150,6 +155,7 @@ CASES = [
     ("mpeg2-ps", "mpeg2.mpg", _enc(codec="mpeg2video", fmt="mpeg"), OK, ""),
     ("mpeg4-part2", "mpeg4.avi", _enc(codec="mpeg4"), OK, ""),
     ("mpeg-ts", "stream.ts", _enc(fmt="mpegts"), OK, ""),
+    ("mkv-starting-at-10-s", "late.mkv", lambda p: t.remuxed(need(HAMILTON), p, "matroska", shift_s=10), OK, ""),
     ("vfr", "vfr.mp4", _enc(frames=6, pts=[0, 1, 5, 6, 20, 21]), OK, ""),
     *[(f"rotated-{d}", f"rot{d}.mp4", _enc(rotation=d), OK, "") for d in (90, 180, 270)],
     ("one-frame", "single.mp4", _enc(frames=1), OK, ""),

@@ -127,6 +127,10 @@ def probe(path: str | Path) -> VideoMetadata:
         if not ctx.name:
             raise InvalidParameterException(f"{name}: the video stream's codec is unknown to FFmpeg")
         frame = _first_frame(container, stream, name)
+        if frame.pts is None:  # a raw elementary stream: frame times are what a job reports
+            raise InvalidParameterException(
+                f"{name}: the video's frames carry no timestamps ({container.format.long_name}); "
+                f"put them in a container first, e.g. ffmpeg -r 30 -i {name!r} -c copy out.mp4")
         rotation = int(getattr(frame, "rotation", 0) or 0) % 360
         width, height = int(frame.width), int(frame.height)
         if rotation in (90, 270):
@@ -169,6 +173,7 @@ class PacketScan:
     declared_frames: int  # the sample table's count; 0 where the container has none
     declared_ms: int | None  # the stream's declared duration (None: undeclared)
     end_ms: int  # where the last complete packet ends, from the first frame
+    start_ms: int = 0  # the first frame's time from zero (a recording cut from a longer one)
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
     keyframes: tuple = ()
 
@@ -191,7 +196,9 @@ class PacketScan:
             frame_ms = self.declared_ms / max(present, 1)
             tolerance = max(2 * frame_ms, 0.02 * self.declared_ms, 100)
             gap = self.declared_ms - self.end_ms
-            if gap > tolerance:
+            # Matroska's declared duration counts from zero, not from a late first frame
+            from_zero = self.start_ms > 0 and abs(self.declared_ms - self.start_ms - self.end_ms) <= tolerance
+            if gap > tolerance and not from_zero:
                 return (f"the video is truncated: its container declares {self.declared_ms} ms but the "
                         f"file's frames end at {self.end_ms} ms; {gap} ms "
                         f"({100 * gap / self.declared_ms:.1f}% of the video) are missing")
@@ -220,12 +227,13 @@ def scan_packets(path: str | Path) -> PacketScan:
         pts.sort()
         start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
         end_ms = 0 if end is None else int((end - start) * time_base * 1000)
+        start_ms = max(0, int(start * time_base * 1000))
         declared_ms = None
         if stream.duration is not None or len(container.streams) == 1:
             # A container-wide duration also covers audio; trust it only alone.
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
-                          keyframes=tuple(sorted(keyframes)))
+                          start_ms=start_ms, keyframes=tuple(sorted(keyframes)))
     finally:
         container.close()
