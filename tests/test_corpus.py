@@ -133,6 +133,9 @@ CASES = [
        FAILED, "the video is truncated") for k in (0.1, 0.3, 0.5, 0.7, 0.9, 0.97)],
     ("mdat-cut-traffic", "traffic_cut.mp4", lambda p: t.truncated_video(need(TRAFFIC), p, 0.6), FAILED,
      "the video is truncated"),
+    ("ts-joined-end-to-end", "joined.ts", lambda p: p.write_bytes(
+        t.remuxed(need(HAMILTON), p.with_suffix(".one.ts"), "mpegts").read_bytes() * 2), FAILED,
+     "timestamps start again after 9175 ms"),
     ("mkv-starting-at-10-s-cut", "late_cut.mkv", lambda p: p.write_bytes(t.remuxed(
         need(HAMILTON), p.with_suffix(".full.mkv"), "matroska", shift_s=10).read_bytes()[:250_000]),
      FAILED, "the video is truncated"),

@@ -174,6 +174,8 @@ class PacketScan:
     declared_ms: int | None  # the stream's declared duration (None: undeclared)
     end_ms: int  # where the last complete packet ends, from the first frame
     start_ms: int = 0  # the first frame's time from zero (a recording cut from a longer one)
+    #: where the packet times start again (ms from the first frame): streams joined end to end
+    restart_ms: int | None = None
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
     keyframes: tuple = ()
 
@@ -183,7 +185,12 @@ class PacketScan:
         return [(p - self.start) * num * 1000 // den for p in self.pts]
 
     def missing(self) -> str | None:
-        """A sentence saying how much of the declared video is absent, or None."""
+        """A sentence saying how much of the declared video is absent, or would not be
+        analysed (the part after a timestamp restart), or None."""
+        if self.restart_ms is not None:
+            return (f"the video's timestamps start again after {self.restart_ms} ms (streams joined end "
+                    "to end?), so the frames after that point could not be placed in time; remux it into "
+                    "one timeline, e.g. ffmpeg -i in.ts -c copy out.mp4")
         present = len(self.pts)
         if self.declared_frames and present < self.declared_frames:
             lost = self.declared_frames - present
@@ -213,10 +220,17 @@ def scan_packets(path: str | Path) -> PacketScan:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base)
         pts, end, keyframes = [], None, []
+        # Decode order is time order but for reordered frames (B-frames: a few frames, well
+        # under a second); a drop of more than a second is a new timeline (cat a.ts b.ts).
+        restart, last, drop = None, None, int(1 / time_base) if time_base else 0
         try:
             for p in container.demux(stream):
                 if p.pts is None or not p.size or p.is_corrupt:
                     continue
+                t = p.pts if p.dts is None else p.dts
+                if last is not None and t < last - drop and restart is None:
+                    restart = end
+                last = t if last is None else max(last, t)
                 pts.append(p.pts)
                 if p.is_keyframe:
                     keyframes.append((p.pts, p.pts if p.dts is None else p.dts))
@@ -228,12 +242,13 @@ def scan_packets(path: str | Path) -> PacketScan:
         start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
         end_ms = 0 if end is None else int((end - start) * time_base * 1000)
         start_ms = max(0, int(start * time_base * 1000))
+        restart_ms = None if restart is None else int((restart - start) * time_base * 1000)
         declared_ms = None
         if stream.duration is not None or len(container.streams) == 1:
             # A container-wide duration also covers audio; trust it only alone.
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
-                          start_ms=start_ms, keyframes=tuple(sorted(keyframes)))
+                          start_ms=start_ms, restart_ms=restart_ms, keyframes=tuple(sorted(keyframes)))
     finally:
         container.close()
