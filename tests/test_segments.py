@@ -219,3 +219,17 @@ def test_truncated_video_fails_the_job(home, tmp_path):
     page = job._client.get_segment_detection(JobId=job.id)
     validate_response("GetSegmentDetection", page)
     assert "Segments" not in page and page["JobStatus"] == "FAILED"
+
+
+def test_streams_joined_end_to_end_fail_the_job(home, tmp_path):
+    """cat a.ts a.ts: the frames of the second copy start again at 0 ms; the job fails
+    saying so instead of reporting shots with times that go backwards."""
+    from rekolab.testing import remuxed
+
+    one = remuxed(need(VIDEO / "short_hamilton_clip.mp4"), tmp_path / "one.ts", "mpegts")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(one.read_bytes() * 2)
+    assert rk.start_segment_detection(one, ["SHOT"]).wait(progress=False).status == "SUCCEEDED"
+    job = rk.start_segment_detection(joined, ["SHOT"]).wait(progress=False)
+    assert job.status == "FAILED" and "timestamps start again after 91" in job.status_message, job.status_message
+    assert "Segments" not in job._client.get_segment_detection(JobId=job.id)

@@ -25,7 +25,8 @@ from pathlib import Path
 from ..errors import InvalidParameterException, VideoTooLargeException
 from ..models import require
 
-__all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "probe", "scan_packets"]
+__all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "probe", "restart_message",
+           "scan_packets"]
 
 log = logging.getLogger("rekolab.video")
 
@@ -163,6 +164,13 @@ def _declared_ms(container, stream) -> int | None:
     return None
 
 
+def restart_message(after_ms: int) -> str:
+    """Why a video whose timestamps start again (streams joined end to end) is not analysed."""
+    return (f"the video's timestamps start again after {after_ms} ms (streams joined end to end?), so "
+            "the frames after that point could not be placed in time; remux it into one timeline, "
+            "e.g. ffmpeg -i in.ts -c copy out.mp4")
+
+
 @dataclass(frozen=True, repr=False)
 class PacketScan:
     """The video packets a file really holds, next to what its container declares."""
@@ -188,9 +196,7 @@ class PacketScan:
         """A sentence saying how much of the declared video is absent, or would not be
         analysed (the part after a timestamp restart), or None."""
         if self.restart_ms is not None:
-            return (f"the video's timestamps start again after {self.restart_ms} ms (streams joined end "
-                    "to end?), so the frames after that point could not be placed in time; remux it into "
-                    "one timeline, e.g. ffmpeg -i in.ts -c copy out.mp4")
+            return restart_message(self.restart_ms)
         present = len(self.pts)
         if self.declared_frames and present < self.declared_frames:
             lost = self.declared_frames - present

@@ -21,8 +21,9 @@ analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
   pixels but cost a third more CPU, which the analysis thread needs (measured on
   2 cores: 0.40 against 0.55 CPU-s for the Hamilton clip's decode);
 * a file that decodes fewer frames than its container promises (truncated or
-  corrupt) raises :class:`~rekolab.video.decode.VideoDecodeError`: a job never
-  succeeds with part of its video missing.
+  corrupt), or whose frame times start again (streams joined end to end), raises
+  :class:`~rekolab.video.decode.VideoDecodeError`: a job never succeeds with part of
+  its video missing.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
+from .container import restart_message
 from .decode import FrameBatch, VideoDecodeError
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
@@ -94,7 +96,7 @@ class EveryFramePlan:
                 tb = Fraction(stream.time_base)
                 # swscale on this thread (see the module docstring).
                 sws = {"threads": 1}
-                start = stream.start_time
+                start, last_ms = stream.start_time, 0
                 for frame in container.decode(stream):
                     if stop is not None and stop.is_set():
                         return
@@ -102,6 +104,9 @@ class EveryFramePlan:
                     if start is None:
                         start = pts or 0
                     ms = (pts - start) * tb.numerator * 1000 // tb.denominator if pts is not None else 0
+                    if ms < last_ms - 1000:  # a second timeline (as the packet scan checks)
+                        raise VideoDecodeError(restart_message(last_ms))
+                    last_ms = max(last_ms, ms)
                     if n == 0:
                         self._orient(frame)
                     try:
