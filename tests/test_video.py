@@ -104,3 +104,85 @@ def test_frames_are_the_pixels_decord_gave(tmp_path):
         w, h = decode_size(meta.frame_width, meta.frame_height)
         theirs = decord.VideoReader(str(video), ctx=decord.cpu(0), num_threads=1, width=w, height=h)
         assert np.array_equal(ours, theirs.get_batch(p.indices.tolist()).asnumpy()), video.name
+
+
+def _batch_of(n: int):
+    from rekolab.video.decode import FrameBatch
+    return FrameBatch(frames=np.zeros((1, 2, 2, 3), np.uint8), timestamps_ms=np.array([n]), indices=np.array([n]))
+
+
+def test_prefetch_fails_a_stalled_decoder_but_not_a_slow_one(monkeypatch):
+    """Both decoders' background thread (``prefetched``): a decoder that reads no packet for
+    STALL_TIMEOUT_S fails in words; one that reads packets but yields rarely does not; its
+    errors reach the consumer; closing the consumer stops the thread."""
+    import threading
+    import time
+
+    from rekolab.video import decode
+
+    monkeypatch.setattr(decode, "STALL_TIMEOUT_S", 0.6)
+
+    def stuck(stop, beat):
+        yield _batch_of(0)
+        stop.wait(30)  # an FFmpeg call that never returns: no beat
+        yield _batch_of(1)
+
+    t0 = time.monotonic()
+    got = []
+    with pytest.raises(decode.VideoDecodeError, match="read nothing for 1 s"):
+        for b in decode.prefetched(stuck):
+            got.append(int(b.indices[0]))
+    assert got == [0] and time.monotonic() - t0 < 5
+
+    def slow(stop, beat):  # 1.5 s between batches, a packet every 0.1 s
+        for n in range(2):
+            for _ in range(15):
+                beat()
+                time.sleep(0.1)
+            yield _batch_of(n)
+
+    assert [int(b.indices[0]) for b in decode.prefetched(slow)] == [0, 1]
+
+    def broken(stop, beat):
+        yield _batch_of(0)
+        raise decode.VideoDecodeError("corrupt at 40 ms")
+
+    with pytest.raises(decode.VideoDecodeError, match="corrupt at 40 ms"):
+        list(decode.prefetched(broken))
+
+    ran = threading.Event()
+
+    def endless(stop, beat):
+        n = 0
+        while True:
+            ran.set()
+            beat()
+            yield _batch_of(n)
+            n += 1
+
+    before = threading.active_count()
+    batches = decode.prefetched(endless, name="rekolab-test-endless")
+    assert int(next(batches).indices[0]) == 0
+    batches.close()  # the consumer stops: the thread ends
+    assert ran.is_set() and threading.active_count() == before
+    assert not [t for t in threading.enumerate() if t.name == "rekolab-test-endless"]
+
+
+def test_every_frame_decoder_beats_per_packet(tmp_path, monkeypatch):
+    """The every-frame decoder (segment detection) reads through the same prefetch: it
+    beats for every packet, so its batches arrive and a stall would be caught."""
+    from rekolab.video import decode
+    from rekolab.video.every_frame import every_frame_plan
+
+    video = numbered_video(tmp_path / "n.mp4", frames=20, fps=10)
+    beats = []
+    real = decode.prefetched
+
+    def counting(produce, *args, **kw):
+        def wrapped(stop, beat):
+            return produce(stop, lambda: (beats.append(1), beat()))
+        return real(wrapped, *args, **kw)
+
+    monkeypatch.setattr("rekolab.video.every_frame.prefetched", counting)
+    batches = list(every_frame_plan(video).batches(batch_size=8))
+    assert [len(b.indices) for b in batches] == [8, 8, 4] and len(beats) >= 20

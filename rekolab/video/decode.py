@@ -424,6 +424,29 @@ def _where(plan: DecodePlan, k: int) -> str:
 
 
 def _prefetch(plan: DecodePlan, batch_size: int, prefetch: int, stop) -> Iterator[FrameBatch]:
+    def produce(stop, beat):
+        frames, start = [], 0
+        for k, rgb in _decode_sampled(plan, stop, beat):
+            frames.append(rgb)
+            if len(frames) == batch_size or k == len(plan) - 1:
+                end = start + len(frames)
+                yield FrameBatch(frames=np.stack(frames), timestamps_ms=plan.timestamps_ms[start:end],
+                                 indices=plan.indices[start:end])
+                frames, start = [], end
+
+    return prefetched(produce, prefetch, stop, nice=True)
+
+
+def prefetched(produce, prefetch: int = 2, stop: threading.Event | None = None, *, nice: bool = False,
+               name: str = "rekolab-decode") -> Iterator[FrameBatch]:
+    """The batches of ``produce(stop, beat)`` (a generator), made on a background thread
+    while the caller analyses the previous ones: at most ``prefetch`` batches wait.
+
+    ``produce`` calls ``beat()`` for every packet it reads; when the consumer has waited
+    :data:`STALL_TIMEOUT_S` with no beat it raises :class:`VideoDecodeError` (a decoder
+    stuck on a bad file). Errors in ``produce`` are re-raised here. ``nice``: decode at
+    a lower priority (Linux, per thread), so the decoder fills the gaps the models leave
+    instead of taking cores from them."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = stop or threading.Event()
 
@@ -442,36 +465,27 @@ def _prefetch(plan: DecodePlan, batch_size: int, prefetch: int, stop) -> Iterato
         alive[0] = time.monotonic()
 
     def work():
-        # Decoding is the smaller share of a job; at a lower priority it fills the
-        # gaps the models leave instead of taking cores from them (Linux: nice
-        # applies per thread). Harmless where it is not allowed.
+        if nice:  # harmless where it is not allowed
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            except (AttributeError, OSError):
+                pass
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):
-            pass
-        try:
-            frames, start = [], 0
-            for k, rgb in _decode_sampled(plan, stop, beat):
-                frames.append(rgb)
-                if len(frames) == batch_size or k == len(plan) - 1:
-                    end = start + len(frames)
-                    batch = FrameBatch(frames=np.stack(frames), timestamps_ms=plan.timestamps_ms[start:end],
-                                       indices=plan.indices[start:end])
-                    frames, start = [], end
-                    if not put(batch):
-                        return
+            for batch in produce(stop, beat):
+                if not put(batch):
+                    return
             put(_DONE)
         except BaseException as exc:  # forwarded to the consumer
             put(exc)
 
-    thread = threading.Thread(target=work, name="rekolab-decode", daemon=True)
+    thread = threading.Thread(target=work, name=name, daemon=True)
     thread.start()
     try:
         while True:
             try:
                 item = q.get(timeout=0.2)
             except queue.Empty:
-                if stop.is_set() and not thread.is_alive():
+                if not thread.is_alive() and q.empty():
                     return  # stopped from outside (e.g. interpreter exit)
                 if time.monotonic() > alive[0] + STALL_TIMEOUT_S:
                     raise VideoDecodeError(

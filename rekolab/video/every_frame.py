@@ -27,7 +27,6 @@ analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
 """
 from __future__ import annotations
 
-import queue
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 
 from ..models import require
 from .container import restart_message
-from .decode import FrameBatch, VideoDecodeError
+from .decode import FrameBatch, VideoDecodeError, prefetched
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
 
@@ -85,8 +84,9 @@ class EveryFramePlan:
     def __repr__(self) -> str:
         return f"EveryFramePlan({self.count} frames at {self.width}x{self.height})"
 
-    def frames(self, stop: threading.Event | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
-        """``(frame_number, pts_ms, rgb)`` for every frame, in presentation order."""
+    def frames(self, stop: threading.Event | None = None, beat=None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(frame_number, pts_ms, rgb)`` for every frame, in presentation order;
+        ``beat()`` is called for every packet read."""
         av = require("av", "video")
         n = 0
         try:
@@ -97,7 +97,7 @@ class EveryFramePlan:
                 # swscale on this thread (see the module docstring).
                 sws = {"threads": 1}
                 start, last_ms = stream.start_time, 0
-                for frame in container.decode(stream):
+                for frame in _decoded(container, stream, beat):
                     if stop is not None and stop.is_set():
                         return
                     pts = frame.pts if frame.pts is not None else frame.dts
@@ -148,52 +148,27 @@ class EveryFramePlan:
                 stop: threading.Event | None = None) -> Iterator[FrameBatch]:
         """Every frame in :class:`FrameBatch` es of at most ``batch_size`` frames,
         decoded on a background thread (at most ``prefetch`` batches wait), so
-        decoding overlaps the analysis; decoder errors are re-raised here."""
-        stop = stop or threading.Event()
-        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        decoding overlaps the analysis; decoder errors are re-raised here, and a
+        decoder that reads nothing for ``STALL_TIMEOUT_S`` fails as the sampled one does."""
+        def produce(stop, beat):
+            buf = []
+            for item in self.frames(stop, beat):
+                buf.append(item)
+                if len(buf) == batch_size:
+                    yield _batch(buf)
+                    buf = []
+            if buf:
+                yield _batch(buf)
 
-        def offer(item) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    pass
-            return False
+        return prefetched(produce, prefetch, stop, name="rekolab-decode-all")
 
-        def work():
-            try:
-                buf = []
-                for item in self.frames(stop):
-                    buf.append(item)
-                    if len(buf) == batch_size and not offer(_batch(buf)):
-                        return
-                    if len(buf) == batch_size:
-                        buf = []
-                if buf and not offer(_batch(buf)):
-                    return
-                offer(None)
-            except BaseException as exc:  # forwarded to the consumer
-                offer(exc)
 
-        thread = threading.Thread(target=work, name="rekolab-decode-all", daemon=True)
-        thread.start()
-        try:
-            while True:
-                try:
-                    item = q.get(timeout=0.2)
-                except queue.Empty:
-                    if not thread.is_alive() and q.empty():
-                        return  # stopped from outside
-                    continue
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join(timeout=5)
+def _decoded(container, stream, beat):
+    """``container.decode(stream)``, calling ``beat()`` for every packet read."""
+    for packet in container.demux(stream):
+        if beat is not None:
+            beat()
+        yield from packet.decode()
 
 
 def _batch(items) -> FrameBatch:
