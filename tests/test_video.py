@@ -186,3 +186,32 @@ def test_every_frame_decoder_beats_per_packet(tmp_path, monkeypatch):
     monkeypatch.setattr("rekolab.video.every_frame.prefetched", counting)
     batches = list(every_frame_plan(video).batches(batch_size=8))
     assert [len(b.indices) for b in batches] == [8, 8, 4] and len(beats) >= 20
+
+
+def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
+    """x264's B-frames at 1 fps go back seconds in decode order (and Matroska leaves the first
+    packets' DTS unset), one frame every 10 s more so: no restart for either decoder. AVI's
+    frame times are in decode order and H.264 in MPEG-PS gives most frames none: the
+    every-frame decoder (segment detection) decodes them as before. Two copies of a TS one
+    after the other are a restart for both."""
+    from rekolab.testing import encoded_video
+    from rekolab.video.container import scan_packets
+    from rekolab.video.decode import VideoDecodeError, plan
+    from rekolab.video.every_frame import every_frame_plan
+
+    def every(path):
+        return sum(len(b.indices) for b in every_frame_plan(path).batches(batch_size=8))
+
+    for name, kw in [("b.mkv", {}), ("sparse.mkv", {"pts": [10 * i for i in range(10)]})]:
+        video = encoded_video(tmp_path / name, frames=10, fps=1, fmt="matroska", **kw)
+        scan = scan_packets(video)
+        assert scan.restart_ms is None and scan.missing() is None, (name, scan.missing())
+        assert len(plan(video, 1)) == 10 and every(video) == 10, name
+    for name, fmt, fps, n in [("b.avi", "avi", 1, 10), ("h264.mpg", "mpeg", 25, 40)]:
+        assert every(encoded_video(tmp_path / name, frames=n, fps=fps, fmt=fmt)) == n, name
+    one = encoded_video(tmp_path / "one.ts", frames=40, fps=25, fmt="mpegts")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(one.read_bytes() * 2)
+    assert scan_packets(one).restart_ms is None and scan_packets(joined).restart_ms == 1600
+    with pytest.raises(VideoDecodeError, match="timestamps start again after 15"):
+        every(joined)

@@ -226,17 +226,18 @@ def scan_packets(path: str | Path) -> PacketScan:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base)
         pts, end, keyframes = [], None, []
-        # Decode order is time order but for reordered frames (B-frames: a few frames, well
-        # under a second); a drop of more than a second is a new timeline (cat a.ts b.ts).
-        restart, last, drop = None, None, int(1 / time_base) if time_base else 0
+        # A new timeline (cat a.ts b.ts) starts with a keyframe more than a second before a
+        # frame already read. Only keyframes are compared: B-frames reorder around them, never
+        # across them, by a few frames, which at 1 fps is seconds; and the DTS is no help
+        # where the demuxer guesses it (Matroska leaves the first packets' DTS unset).
+        restart, latest, drop = None, None, int(1 / time_base) if time_base else 0
         try:
             for p in container.demux(stream):
                 if p.pts is None or not p.size or p.is_corrupt:
                     continue
-                t = p.pts if p.dts is None else p.dts
-                if last is not None and t < last - drop and restart is None:
+                if p.is_keyframe and latest is not None and p.pts < latest - drop and restart is None:
                     restart = end
-                last = t if last is None else max(last, t)
+                latest = p.pts if latest is None else max(latest, p.pts)
                 pts.append(p.pts)
                 if p.is_keyframe:
                     keyframes.append((p.pts, p.pts if p.dts is None else p.dts))

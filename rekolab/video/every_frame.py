@@ -96,7 +96,7 @@ class EveryFramePlan:
                 tb = Fraction(stream.time_base)
                 # swscale on this thread (see the module docstring).
                 sws = {"threads": 1}
-                start, last_ms = stream.start_time, 0
+                start, latest = stream.start_time, None
                 for frame in _decoded(container, stream, beat):
                     if stop is not None and stop.is_set():
                         return
@@ -104,9 +104,10 @@ class EveryFramePlan:
                     if start is None:
                         start = pts or 0
                     ms = (pts - start) * tb.numerator * 1000 // tb.denominator if pts is not None else 0
-                    if ms < last_ms - 1000:  # a second timeline (as the packet scan checks)
-                        raise VideoDecodeError(restart_message(last_ms))
-                    last_ms = max(last_ms, ms)
+                    if frame.pts is not None:  # a keyframe a second back: a second timeline
+                        if frame.key_frame and latest is not None and ms < latest - 1000:
+                            raise VideoDecodeError(restart_message(latest))  # (as scan_packets)
+                        latest = ms if latest is None else max(latest, ms)
                     if n == 0:
                         self._orient(frame)
                     try:
