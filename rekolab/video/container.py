@@ -209,8 +209,11 @@ class PacketScan:
             frame_ms = self.declared_ms / max(present, 1)
             tolerance = max(2 * frame_ms, 0.02 * self.declared_ms, 100)
             gap = self.declared_ms - self.end_ms
-            # Matroska's declared duration counts from zero, not from a late first frame
-            from_zero = self.start_ms > 0 and abs(self.declared_ms - self.start_ms - self.end_ms) <= tolerance
+            # Matroska's declared duration counts from zero, not from a late first frame; the
+            # frames must then span the rest of it, within a tolerance of that span (of the
+            # declared 610 s, 2% would pass a 10 s recording starting at 600 s cut in half)
+            span = self.declared_ms - self.start_ms
+            from_zero = self.start_ms > 0 and abs(span - self.end_ms) <= max(2 * span / present, 0.02 * span, 100)
             if gap > tolerance and not from_zero:
                 return (f"the video is truncated: its container declares {self.declared_ms} ms but the "
                         f"file's frames end at {self.end_ms} ms; {gap} ms "
