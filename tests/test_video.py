@@ -160,11 +160,10 @@ def test_prefetch_fails_a_stalled_decoder_but_not_a_slow_one(monkeypatch):
             yield _batch_of(n)
             n += 1
 
-    before = threading.active_count()
     batches = decode.prefetched(endless, name="rekolab-test-endless")
     assert int(next(batches).indices[0]) == 0
     batches.close()  # the consumer stops: the thread ends
-    assert ran.is_set() and threading.active_count() == before
+    assert ran.is_set()  # (a count of all threads would see other tests' threads come and go)
     assert not [t for t in threading.enumerate() if t.name == "rekolab-test-endless"]
 
 
