@@ -167,8 +167,8 @@ def _declared_ms(container, stream) -> int | None:
 def restart_message(after_ms: int) -> str:
     """Why a video whose timestamps start again (streams joined end to end) is not analysed."""
     return (f"the video's timestamps start again after {after_ms} ms (streams joined end to end?), so "
-            "the frames after that point could not be placed in time; remux it into one timeline, "
-            "e.g. ffmpeg -i in.ts -c copy out.mp4")
+            "the frames after that point could not be placed in time; split it there, or remux it into "
+            "one timeline (MPEG-TS: ffmpeg -i in.ts -c copy out.mp4)")
 
 
 @dataclass(frozen=True, repr=False)

@@ -486,7 +486,9 @@ def prefetched(produce, prefetch: int = 2, stop: threading.Event | None = None, 
                 item = q.get(timeout=0.2)
             except queue.Empty:
                 if not thread.is_alive() and q.empty():
-                    return  # stopped from outside (e.g. interpreter exit)
+                    if stop.is_set():
+                        return  # stopped from outside (e.g. interpreter exit)
+                    raise VideoDecodeError("the decoder stopped before the end of the video")
                 if time.monotonic() > alive[0] + STALL_TIMEOUT_S:
                     raise VideoDecodeError(
                         f"the decoder read nothing for {STALL_TIMEOUT_S:.0f} s; "
