@@ -27,7 +27,7 @@ fi
 export REKOLAB_SHARED="${REKOLAB_SHARED:-$PWD/.gpu/shared}"
 export REKOLAB_MODEL_DIR="${REKOLAB_MODEL_DIR:-$REKOLAB_SHARED/models}"
 export REKOLAB_OFFLINE=1 HF_HUB_OFFLINE=1
-# decord's single decoding thread cannot feed an H200 at 1080p; the GPU run lets it use 8.
+# One FFmpeg decoding thread (the CPU default) cannot feed an H200 at 1080p; the GPU run uses 8.
 export REKOLAB_DECODE_THREADS="${REKOLAB_DECODE_THREADS:-8}"
 {
   nvidia-smi

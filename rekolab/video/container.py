@@ -184,6 +184,8 @@ class PacketScan:
     start_ms: int = 0  # the first frame's time from zero (a recording cut from a longer one)
     #: where the packet times start again (ms from the first frame): streams joined end to end
     restart_ms: int | None = None
+    #: the container's duration counts from time zero, not from the first frame (Matroska)
+    counts_from_zero: bool = False
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
     keyframes: tuple = ()
 
@@ -206,19 +208,23 @@ class PacketScan:
                     f"the file holds only {present}; {lost} frames "
                     f"({100 * lost / self.declared_frames:.1f}% of the video) are missing{where}")
         if self.declared_ms and present:
-            frame_ms = self.declared_ms / max(present, 1)
-            tolerance = max(2 * frame_ms, 0.02 * self.declared_ms, 100)
-            gap = self.declared_ms - self.end_ms
-            # Matroska's declared duration counts from zero, not from a late first frame; the
-            # frames must then span the rest of it, within a tolerance of that span (of the
-            # declared 610 s, 2% would pass a 10 s recording starting at 600 s cut in half)
+            declared, gap, late = self.declared_ms, self.declared_ms - self.end_ms, ""
+            # Matroska's duration counts from zero, not from a late first frame (a recording
+            # cut from a longer one): there the frames must span what follows their start.
+            # Where they end past that span, the muxer counted from the first frame.
             span = self.declared_ms - self.start_ms
-            from_zero = self.start_ms > 0 and abs(span - self.end_ms) <= max(2 * span / present, 0.02 * span, 100)
-            if gap > tolerance and not from_zero:
-                return (f"the video is truncated: its container declares {self.declared_ms} ms but the "
+            if self.counts_from_zero and self.start_ms > 0 and span >= self.end_ms - _tolerance(span, present):
+                declared, gap, late = span, span - self.end_ms, f" after its first frame at {self.start_ms} ms"
+            if gap > _tolerance(declared, present):
+                return (f"the video is truncated: its container declares {declared} ms{late} but the "
                         f"file's frames end at {self.end_ms} ms; {gap} ms "
-                        f"({100 * gap / self.declared_ms:.1f}% of the video) are missing")
+                        f"({100 * gap / declared:.1f}% of the video) are missing")
         return None
+
+
+def _tolerance(declared_ms: float, present: int) -> float:
+    """How far short of its declared duration a complete file may end: two frames, 2%, 100 ms."""
+    return max(2 * declared_ms / max(present, 1), 0.02 * declared_ms, 100)
 
 
 def scan_packets(path: str | Path) -> PacketScan:
@@ -259,6 +265,7 @@ def scan_packets(path: str | Path) -> PacketScan:
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
-                          start_ms=start_ms, restart_ms=restart_ms, keyframes=tuple(sorted(keyframes)))
+                          start_ms=start_ms, restart_ms=restart_ms, keyframes=tuple(sorted(keyframes)),
+                          counts_from_zero="matroska" in container.format.name)
     finally:
         container.close()
