@@ -26,7 +26,7 @@ from ..errors import InvalidParameterException, VideoTooLargeException
 from ..models import require
 
 __all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "probe", "restart_message",
-           "scan_packets"]
+           "RestartWatch", "scan_packets"]
 
 log = logging.getLogger("rekolab.video")
 
@@ -171,6 +171,23 @@ def restart_message(after_ms: int) -> str:
             "one timeline (MPEG-TS: ffmpeg -i in.ts -c copy out.mp4)")
 
 
+class RestartWatch:
+    """Watches frame times in decode order for a second timeline (``cat a.ts b.ts``): a
+    keyframe more than ``one_second`` (in the times' unit) before a frame already seen.
+    Only keyframes are compared: B-frames reorder around them, never across them, by a
+    few frames, which at 1 fps is seconds; and the DTS is no help where the demuxer
+    guesses it (Matroska leaves the first packets' DTS unset)."""
+
+    def __init__(self, one_second: int):
+        self.one_second, self.latest = one_second, None
+
+    def starts_again(self, t: int, is_keyframe: bool) -> bool:
+        """Note the frame at time ``t``; True when it starts a second timeline."""
+        again = is_keyframe and self.latest is not None and t < self.latest - self.one_second
+        self.latest = t if self.latest is None else max(self.latest, t)
+        return again
+
+
 @dataclass(frozen=True, repr=False)
 class PacketScan:
     """The video packets a file really holds, next to what its container declares."""
@@ -181,13 +198,17 @@ class PacketScan:
     declared_frames: int  # the sample table's count; 0 where the container has none
     declared_ms: int | None  # the stream's declared duration (None: undeclared)
     end_ms: int  # where the last complete packet ends, from the first frame
-    start_ms: int = 0  # the first frame's time from zero (a recording cut from a longer one)
     #: where the packet times start again (ms from the first frame): streams joined end to end
     restart_ms: int | None = None
     #: the container's duration counts from time zero, not from the first frame (Matroska)
     counts_from_zero: bool = False
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
     keyframes: tuple = ()
+
+    @property
+    def start_ms(self) -> int:
+        """The first frame's time from zero (a recording cut from a longer one)."""
+        return max(0, int(self.start * self.time_base * 1000))
 
     def ms(self) -> list[int]:
         """Each present frame's PTS in whole ms from the start, rounded down (exact integers)."""
@@ -235,18 +256,13 @@ def scan_packets(path: str | Path) -> PacketScan:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base)
         pts, end, keyframes = [], None, []
-        # A new timeline (cat a.ts b.ts) starts with a keyframe more than a second before a
-        # frame already read. Only keyframes are compared: B-frames reorder around them, never
-        # across them, by a few frames, which at 1 fps is seconds; and the DTS is no help
-        # where the demuxer guesses it (Matroska leaves the first packets' DTS unset).
-        restart, latest, drop = None, None, int(1 / time_base) if time_base else 0
+        restart, watch = None, RestartWatch(int(1 / time_base) if time_base else 0)
         try:
             for p in container.demux(stream):
                 if p.pts is None or not p.size or p.is_corrupt:
                     continue
-                if p.is_keyframe and latest is not None and p.pts < latest - drop and restart is None:
+                if watch.starts_again(p.pts, p.is_keyframe) and restart is None:
                     restart = end
-                latest = p.pts if latest is None else max(latest, p.pts)
                 pts.append(p.pts)
                 if p.is_keyframe:
                     keyframes.append((p.pts, p.pts if p.dts is None else p.dts))
@@ -257,7 +273,6 @@ def scan_packets(path: str | Path) -> PacketScan:
         pts.sort()
         start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
         end_ms = 0 if end is None else int((end - start) * time_base * 1000)
-        start_ms = max(0, int(start * time_base * 1000))
         restart_ms = None if restart is None else int((restart - start) * time_base * 1000)
         declared_ms = None
         if stream.duration is not None or len(container.streams) == 1:
@@ -265,7 +280,7 @@ def scan_packets(path: str | Path) -> PacketScan:
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
-                          start_ms=start_ms, restart_ms=restart_ms, keyframes=tuple(sorted(keyframes)),
+                          restart_ms=restart_ms, keyframes=tuple(sorted(keyframes)),
                           counts_from_zero="matroska" in container.format.name)
     finally:
         container.close()

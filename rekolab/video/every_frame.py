@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import restart_message
+from .container import RestartWatch, restart_message
 from .decode import FrameBatch, VideoDecodeError, prefetched
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
@@ -96,7 +96,7 @@ class EveryFramePlan:
                 tb = Fraction(stream.time_base)
                 # swscale on this thread (see the module docstring).
                 sws = {"threads": 1}
-                start, latest = stream.start_time, None
+                start, watch = stream.start_time, RestartWatch(1000)
                 for frame in _decoded(container, stream, beat):
                     if stop is not None and stop.is_set():
                         return
@@ -104,10 +104,8 @@ class EveryFramePlan:
                     if start is None:
                         start = pts or 0
                     ms = (pts - start) * tb.numerator * 1000 // tb.denominator if pts is not None else 0
-                    if frame.pts is not None:  # a keyframe a second back: a second timeline
-                        if frame.key_frame and latest is not None and ms < latest - 1000:
-                            raise VideoDecodeError(restart_message(latest))  # (as scan_packets)
-                        latest = ms if latest is None else max(latest, ms)
+                    if frame.pts is not None and watch.starts_again(ms, frame.key_frame):
+                        raise VideoDecodeError(restart_message(watch.latest))
                     if n == 0:
                         self._orient(frame)
                     try:
