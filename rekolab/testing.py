@@ -30,6 +30,8 @@ Recipes for bad and unusual input (the bad-input corpus, ``tests/test_corpus.py`
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
@@ -273,6 +275,28 @@ def spliced_video(path: str | Path, parts: list[tuple], size: tuple[int, int] = 
     return starts
 
 
+@contextlib.contextmanager
+def _scheduling_kept():
+    """Keep the calling thread's scheduling policy across an encoder's run.
+
+    SVT-AV1 (FFmpeg's ``libsvtav1``), run as root, moves the thread that opens it to
+    real-time ``SCHED_FIFO`` priority 99 and never moves it back: a test process's main
+    thread then starves everything it waits on (torch's OpenMP workers, decoder threads,
+    subprocesses, which inherit the policy). A CLIP test that takes 1 s took 118 s and
+    more after the AV1 corpus rows had run (tests/conftest.py now fails any test that
+    leaves the policy changed)."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError):  # not Linux
+        yield
+        return
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
+
+
 def encoded_video(path: str | Path, codec: str = "libx264", size: tuple[int, int] = (96, 64),
                   frames: int = 5, fps: int = 25, pix_fmt: str = "yuv420p", fmt: str | None = None,
                   options: dict | None = None, rotation: int | None = None,
@@ -285,7 +309,7 @@ def encoded_video(path: str | Path, codec: str = "libx264", size: tuple[int, int
 
     path = Path(path)
     w, h = size
-    with av.open(str(path), "w", format=fmt) as container:
+    with _scheduling_kept(), av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
         if options:

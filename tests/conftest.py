@@ -73,6 +73,30 @@ def models_dir(monkeypatch) -> Path:
     return MODELS
 
 
+def _scheduling():
+    try:
+        return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    except (AttributeError, OSError):  # not Linux
+        return None
+
+
+_SCHEDULING = _scheduling()
+
+
+@pytest.fixture(autouse=True)
+def same_scheduling():
+    """A test must leave the main thread's scheduling as it found it. SVT-AV1 run as root
+    sets its caller to real-time SCHED_FIFO 99 (rekolab.testing.encoded_video puts it
+    back): every later test, and every process it starts, then ran starved, a 1-s CLIP test
+    in 118 s and more. The policy is restored here, and the test that changed it fails."""
+    yield
+    now = _scheduling()
+    if now != _SCHEDULING:
+        os.sched_setscheduler(0, _SCHEDULING[0], os.sched_param(_SCHEDULING[1]))
+        pytest.fail(f"the test left the main thread's scheduling at {now} (policy, priority), "
+                    f"not {_SCHEDULING}; restored")
+
+
 @pytest.fixture(autouse=True)
 def rekolab_home(tmp_path_factory, monkeypatch) -> Path:
     """Every test gets its own empty rekolab home: nothing is written elsewhere."""
