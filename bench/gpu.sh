@@ -2,10 +2,10 @@
 # One prepared GPU run, well under 8 minutes, from the repository root on the GPU
 # machine (Python 3.12, torch + CUDA, onnxruntime CPU-only, no internet):
 #
-#   here, once:  bench/gpu_pack.sh          (makes .gpu/site.tar.xz and .gpu/shared, ~54 MB)
+#   here, once:  bench/gpu_pack.sh          (makes .gpu/site.tar.xz and .gpu/shared, ~45 MB)
 #   there:       bash bench/gpu.sh          carry: [".gpu/site.tar.xz", ".gpu/shared"]
 #
-# 1. unpacks the carried packages into /tmp/site (insightface, decord2, av, botocore,
+# 1. unpacks the carried packages into /tmp/site (insightface, av, botocore,
 #    open_clip_torch, onnx2torch and their small deps; see bench/gpu_pack.sh);
 # 2. REKOLAB_REQUIRE_GPU=1 pytest -m gpu (tests/test_gpu.py): CUDA vs CPU parity;
 # 3. bench/bench_gpu.py: 1080p faces DEFAULT at 5 samples/s and labels YOLOX + CLIP
@@ -31,7 +31,7 @@ export REKOLAB_OFFLINE=1 HF_HUB_OFFLINE=1
 export REKOLAB_DECODE_THREADS="${REKOLAB_DECODE_THREADS:-8}"
 {
   nvidia-smi
-  python3 -c "import torch, onnxruntime, rekolab, insightface, decord, av, onnx2torch, open_clip; print('torch', torch.__version__, torch.cuda.get_device_name(0)); print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers()); print('rekolab', rekolab.__file__)"
+  python3 -c "import torch, onnxruntime, rekolab, insightface, av, onnx2torch, open_clip; print('torch', torch.__version__, torch.cuda.get_device_name(0)); print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers()); print('rekolab', rekolab.__file__)"
 } > "$OUT/env.txt" 2>&1
 tail -4 "$OUT/env.txt"
 echo "== unpacked in $(( $(date +%s) - start )) s"

@@ -8,12 +8,10 @@
 # and .gpu/shared: the weights and media bench/gpu.sh uses (../shared does not travel).
 #
 # What it carries (cp312 / manylinux_2_28 x86_64 or pure-Python wheels, --no-deps):
-#   insightface 2.1, decord2 3.4.0, av 18.1.0, botocore 1.44.8 (+ jmespath),
+#   insightface 2.1, av 18.1.0, botocore 1.44.8 (+ jmespath),
 #   open_clip_torch 3.3.0 (+ ftfy, wcwidth), onnx2torch 1.5.15.
-# The wheels are 80 MB; unpacked and trimmed it is ~45 MB of xz:
-#   * botocore keeps only the service models rekolab reads (rekognition, s3, sts, sns, kinesis);
-#   * decord2 and av bundle byte-identical copies of 22 FFmpeg dependency libraries:
-#     hard links, stored once in the tarball.
+# Unpacked and trimmed, xz-compressed (sizes: docs/performance.md); botocore keeps only
+# the service models rekolab reads (rekognition, s3, sts, sns, kinesis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,7 +19,7 @@ mkdir -p .gpu/wheels
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .gpu/wheels \
-  insightface==2.1 decord2==3.4.0 av==18.1.0 botocore==1.44.8 jmespath==1.1.0 \
+  insightface==2.1 av==18.1.0 botocore==1.44.8 jmespath==1.1.0 \
   open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 onnx2torch==1.5.15
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -31,10 +29,6 @@ for w in .gpu/wheels/*.whl; do unzip -q -o "$w" -d "$site"; done
 find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d ! -name rekognition ! -name s3 ! -name sts \
   ! -name sns ! -name kinesis -exec rm -rf {} +
 rm -rf "$site/open_clip_train"
-for f in "$site"/decord2.libs/*; do
-  b=$(basename "$f")
-  if cmp -s "$f" "$site/av.libs/$b"; then ln -f "$site/av.libs/$b" "$f"; fi
-done
 XZ_OPT=-9 tar -C "$tmp" -cJf .gpu/site.tar.xz site
 S=${SHARED:-../shared}
 rm -rf .gpu/shared

@@ -5,7 +5,7 @@ the model part alone on frames decoded beforehand, and the naive loop a user wou
 write with the same libraries. For each operation and clip the harness measures,
 in one run (so the ratios compare like with like):
 
-* ``decode`` -- rekolab's decoder alone (decord, the sampled frames, prefetch thread;
+* ``decode`` -- rekolab's decoder alone (PyAV, the sampled frames, prefetch thread;
   or the operation's own :attr:`Operation.decode`, e.g. every frame for segments);
 * ``model``  -- :attr:`Operation.model` on the batches decoded beforehand;
 * ``job``    -- :attr:`Operation.job` (decode and models overlap);

@@ -6,7 +6,7 @@
 
     client = rk.client(buckets={"media": "/data/videos"})   # boto3-shaped
 
-Importing rekolab imports no torch, insightface or decord: they load when a job
+Importing rekolab imports no torch, insightface or PyAV (FFmpeg): they load when a job
 needs them.
 """
 from __future__ import annotations

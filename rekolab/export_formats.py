@@ -124,12 +124,12 @@ def _frame_plan(view, frames: str, min_confidence: float) -> list[tuple[int, int
             raise FileNotFoundError(
                 f"frames='sampled' needs the video ({view.video_path or view.video_name}: "
                 f"{view._source_error}); pass frames='detections' to export only frames with results")
-        from .video import DEFAULT_SAMPLE_RATE, sample_indices
+        from .video import DEFAULT_SAMPLE_RATE
 
         # The job's decode plan (video.decode.plan: same frame times, same sampling),
         # from the view's already-open video instead of opening it again.
         rate = float(view.request.get("SampleRate") or DEFAULT_SAMPLE_RATE)
-        idx = sample_indices(source.timestamps_ms / 1000.0, rate)
+        idx = source.sampled(rate)
         return list(zip(idx.tolist(), source.timestamps_ms[idx].tolist()))
     if frames != "detections":
         raise ValueError("frames must be 'sampled' or 'detections'")

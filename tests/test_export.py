@@ -201,23 +201,22 @@ def test_views_and_exports_share_one_view_per_job(job, tmp_path, monkeypatch):
 
     pytest.importorskip("matplotlib")
     pytest.importorskip("ipywidgets")
-    from rekolab.video.decode import _import_decord
+    from rekolab.widgets import frames as frames_module
     detections_module = importlib.import_module("rekolab.widgets.detections")
 
     counts = {"detections": 0, "readers": 0}
-    real_detections, decord = detections_module.detections, _import_decord()
-    real_reader = decord.VideoReader
+    real_detections, real_init = detections_module.detections, frames_module.FrameSource.__init__
 
     def counting_detections(*args, **kwargs):
         counts["detections"] += 1
         return real_detections(*args, **kwargs)
 
-    def counting_reader(*args, **kwargs):
+    def counting_init(*args, **kwargs):
         counts["readers"] += 1
-        return real_reader(*args, **kwargs)
+        return real_init(*args, **kwargs)
 
     monkeypatch.setattr(detections_module, "detections", counting_detections)
-    monkeypatch.setattr(decord, "VideoReader", counting_reader)
+    monkeypatch.setattr(frames_module.FrameSource, "__init__", counting_init)
     view = job.view()
     assert job.view() is view and job.timeline().view is view
     job.plot()

@@ -313,20 +313,68 @@ def test_frame_source_uses_exact_pts_late_in_a_long_video(tmp_path):
     assert src.index_at(21240037) == 2
 
 
-def test_frame_source_skips_decord_cuda_preload(tmp_path):
-    """FrameSource imports decord the way the decode plan does: without decord2's
-    preload of every pip CUDA library (~600 MB of RSS on a CPU-only machine)."""
+def test_frame_source_is_the_jobs_decoder(tmp_path):
+    """The viewer shows the analysed frames themselves: FrameSource decodes with the jobs'
+    decoder (PyAV), so its frames at a job's sampled frame numbers are the job's pixels
+    (a clip under 720p, which jobs decode at full size), and it reads every container a job
+    does: an MPEG-TS cut mid-GOP (decord, the viewer's decoder before, could not seek in
+    MPEG-TS at all), a turned phone video. Random access in any order, across keyframes
+    and B-frames, gives each frame's own picture."""
+    import random
+
+    from rekolab.testing import _number_pattern, remuxed, write_video
+    from rekolab.video import VideoDecodeError, plan
+    from rekolab.widgets.frames import FrameSource
+
+    # -- random access across keyframes (every 12 frames) and B-frames
+    video = write_video(tmp_path / "g.mp4", [_number_pattern(i, 320, 240) for i in range(100)], 25, gop=12)
+    src = FrameSource(video)
+    order = list(range(100)) + list(range(99, -1, -1)) + random.Random(0).sample(range(100), 50)
+    for i in order:
+        src._cache.clear()
+        assert read_frame_number(src.frame(index=i)) == i
+    assert [(i, read_frame_number(f)) for i, f in src.frames([70, 3, 3, 40, 41, 99])] == \
+        [(3, 3), (40, 40), (41, 41), (70, 70), (99, 99)]
+
+    # -- the job's own frames, pixel for pixel
+    cut = remuxed(video, tmp_path / "cut.ts", "mpegts", drop_first=5)  # a recording cut mid-GOP
+    turned = write_video(tmp_path / "turned.mp4", [_number_pattern(i, 320, 240) for i in range(30)], 25,
+                         rotation=90)
+    for v in (video, cut, turned):
+        p, s = plan(v, 5), FrameSource(v)
+        assert s.sampled(5).tolist() == p.indices.tolist(), v.name
+        assert s.timestamps_ms[p.indices].tolist() == p.timestamps_ms.tolist()
+        ours = dict(s.frames(p.indices))
+        for batch in p.batches():
+            for i, f in zip(batch.indices.tolist(), batch.frames):
+                assert np.array_equal(ours[i], f), (v.name, i)
+    assert FrameSource(turned).frame(0).shape == (320, 240, 3)  # as displayed
+    # Frames before the cut file's first keyframe cannot be decoded: said in words; their
+    # times show the first frame that can be.
+    s = FrameSource(cut)
+    assert s.first_decodable > 0
+    assert s.index_at(0) == s.first_decodable
+    with pytest.raises(VideoDecodeError, match="before its first keyframe"):
+        s.frame(index=0)
+
+
+def test_frame_source_loads_only_ffmpeg(tmp_path):
+    """Opening a video in the viewer loads PyAV, not torch, decord or the models (a new
+    process stays small)."""
     import subprocess
     import sys
 
     video = numbered_video(tmp_path / "n.mp4", frames=5)
     # Peak RSS of the new process (VmHWM; ru_maxrss would carry pytest's across exec).
-    code = ("from pathlib import Path; from rekolab.widgets.frames import FrameSource; "
+    code = ("import sys; from pathlib import Path; from rekolab.widgets.frames import FrameSource; "
             f"FrameSource({str(video)!r}).frame(0); "
+            "print(sorted(m for m in ('torch', 'decord', 'onnxruntime', 'insightface', 'cv2') if m in sys.modules)); "
             "print([l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')][0])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert int(r.stdout.split()[-2]) / 1024 < 350  # MB; ~110 here, ~700 with the preload
+    loaded, hwm = r.stdout.splitlines()
+    assert loaded == "[]"
+    assert int(hwm.split()[-2]) / 1024 < 250  # MB
 
 
 # -- live view -------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import MAX_DURATION_MS, PacketScan, VideoMetadata, probe, scan_packets
+from .container import MAX_DURATION_MS, VideoMetadata, probe, scan_packets
 
 __all__ = [
     "DEFAULT_SAMPLE_RATE",
@@ -68,6 +68,8 @@ __all__ = [
     "MAX_DECODE_PIXELS",
     "decode_size",
     "check_decodable",
+    "first_decodable",
+    "sampled_frames",
 ]
 
 log = logging.getLogger("rekolab.video")
@@ -128,28 +130,6 @@ def sample_indices(frame_starts_s: np.ndarray, sample_rate: float) -> np.ndarray
     idx = np.searchsorted(starts, targets - 1e-6, side="left")
     idx = idx[idx < len(starts)]
     return np.unique(idx).astype(np.int64)
-
-
-def _import_decord():
-    """Import decord without its CUDA preload on CPU-only wheels.
-
-    At import, decord2 dlopens every ``nvidia-*`` pip CUDA library it can find
-    (torch's CUDA build installs them) with RTLD_GLOBAL: ~600 MB of RSS and ~1 s,
-    for PyPI wheels that cannot decode on the GPU anyway. Hiding the ``nvidia``
-    namespace during that import skips the preload; set ``REKOLAB_DECORD_CUDA=1``
-    with a CUDA build of decord2 to keep it."""
-    import sys
-
-    if "decord" in sys.modules or os.environ.get("REKOLAB_DECORD_CUDA") == "1":
-        return require("decord", "video")
-    hidden = "nvidia" not in sys.modules
-    if hidden:
-        sys.modules["nvidia"] = None  # importlib.util.find_spec("nvidia") -> None
-    try:
-        return require("decord", "video")
-    finally:
-        if hidden:
-            del sys.modules["nvidia"]
 
 
 def decode_size(width: int, height: int) -> tuple[int, int]:
@@ -239,37 +219,24 @@ def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE,
         raise VideoDecodeError("the video has no frames")
     frame_ms = np.asarray(scan.ms(), dtype=np.int64)
     pts = np.asarray(scan.pts, dtype=np.int64)
-    # Frames before the first keyframe (a recording cut mid-GOP, common in MPEG-TS) cannot
-    # be decoded: sampling starts at the first one that can. Their frame numbers stay.
-    lead = int(np.searchsorted(pts, scan.keyframes[0][0])) if scan.keyframes else 0
-    if lead >= len(frame_ms):
-        raise VideoDecodeError("the video has no keyframe to start decoding from")
-    indices = lead + sample_indices(frame_ms[lead:] / 1000.0, sample_rate)
+    indices = sampled_frames(frame_ms, first_decodable(pts, scan.keyframes), sample_rate)
     return DecodePlan(path, indices, frame_ms[indices], pts[indices],
                       decode_size(meta.frame_width, meta.frame_height), scan.keyframes)
 
 
-def _exact_frame_ms(path: Path, decord_starts_s: np.ndarray, scan: PacketScan | None = None) -> np.ndarray:
-    """Each frame's PTS in whole ms (rounded down) from the first frame.
+def first_decodable(pts: np.ndarray, keyframes) -> int:
+    """The number of the first frame that can be decoded (``pts``: every frame's, sorted;
+    ``keyframes``: ``PacketScan.keyframes``). Frames before the first keyframe (a recording
+    cut mid-GOP, common in MPEG-TS) cannot be; their frame numbers stay."""
+    first = int(np.searchsorted(pts, keyframes[0][0])) if keyframes else 0
+    if first >= len(pts):
+        raise VideoDecodeError("the video has no keyframe to start decoding from")
+    return first
 
-    decord reports float32 seconds: 16.3 s reads 16.299999 and, at 6 hours, the
-    step between float32 values is ~2 ms. So the integer PTS of every video packet
-    is read with PyAV's demuxer (no decoding) and used when it agrees with decord's
-    index (same count, within 5 ms); otherwise decord's times, rounded to 0.1 ms
-    first, are used."""
-    n = len(decord_starts_s)
-    fallback = np.floor(np.round(decord_starts_s * 1000.0, 1)).astype(np.int64)
-    if scan is None:
-        try:
-            scan = scan_packets(path)
-        except Exception:
-            return fallback
-    if len(scan.pts) != n:
-        return fallback
-    ms = np.array(scan.ms(), dtype=np.int64)
-    if n and np.max(np.abs(ms - decord_starts_s * 1000.0)) > 5:
-        return fallback
-    return ms
+
+def sampled_frames(frame_ms: np.ndarray, first: int, sample_rate: float) -> np.ndarray:
+    """The frame numbers a job analyses: :func:`sample_indices` from the first decodable frame."""
+    return first + sample_indices(np.asarray(frame_ms[first:]) / 1000.0, sample_rate)
 
 
 def iter_batches(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE, *,
@@ -325,9 +292,12 @@ def _decode_threads() -> int:
     return max(1, int(os.environ.get("REKOLAB_DECODE_THREADS") or 1))
 
 
-def _decode_sampled(plan: DecodePlan, stop: threading.Event, beat=None) -> Iterator[tuple[int, np.ndarray]]:
+def _decode_sampled(plan: DecodePlan, stop: threading.Event, beat=None,
+                    convert=None) -> Iterator[tuple[int, np.ndarray]]:
     """``(k, rgb)`` for each sampled frame ``k`` of ``plan``, in order: one sequential
     pass of FFmpeg's decoder (PyAV) from the keyframe before the first sampled frame.
+    ``convert`` turns each sampled ``av.VideoFrame`` into what is yielded (default: RGB at
+    ``plan.size``, :class:`_Converter`).
 
     A frame is found by its PTS. Frames between samples must still be decoded where
     later frames refer to them, but a non-reference frame that is not sampled (most
@@ -338,32 +308,36 @@ def _decode_sampled(plan: DecodePlan, stop: threading.Event, beat=None) -> Itera
     packet times are in decode order)."""
     if len(plan) == 0:
         return
+    convert = convert or _Converter(plan.size)
     for target in _seek_targets(plan):
-        landed = yield from _decode_from(plan, stop, beat, target)
+        landed = yield from _decode_from(plan, stop, beat, target, convert)
         if landed:
             return
 
 
 def _seek_targets(plan: DecodePlan) -> list:
     """Where to start decoding a plan: ``None`` (the stream's start) when the plan starts
-    at the first decodable frame, else the keyframe at or before its first frame (by
-    its DTS: FFmpeg's seek in an index-less container such as MPEG-TS searches by DTS),
-    then the two keyframes before it, then the start, for seeks that land past it."""
+    at the first decodable frame, else the keyframe at or before its first frame.
+
+    A target is ``(timestamp, exact)``. First that keyframe's PTS, which must land on the
+    keyframe itself (``exact``): MP4 and Matroska seek there by PTS, while a seek to its DTS
+    lands one keyframe early (a whole GOP decoded for nothing). Then its DTS (FFmpeg's seek
+    in an index-less container such as MPEG-TS searches by DTS; by PTS it lands late), then
+    the DTS of the two keyframes before it, then the start, for seeks that land past it."""
     first = int(plan.pts[0])
-    starts = [dts for pts, dts in plan.keyframes if pts <= first]
+    starts = [(pts, dts) for pts, dts in plan.keyframes if pts <= first]
     if len(starts) <= 1:
         return [None]
-    return [*starts[::-1][:3], None]
+    return [(starts[-1][0], True), *[(dts, False) for _, dts in starts[::-1][:3]], None]
 
 
-def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target):
-    """The sampled frames decoded from ``target`` (a keyframe's DTS, or None for the
-    start); returns False when a seek landed past the first sampled frame (nothing
-    yielded then), True otherwise."""
+def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert):
+    """The sampled frames decoded from ``target`` (see :func:`_seek_targets`; None for the
+    start); returns False when a seek landed past the first sampled frame, or an exact one
+    elsewhere than its keyframe (nothing yielded then), True otherwise."""
     av = require("av", "video")
     want = {int(p): k for k, p in enumerate(plan.pts.tolist())}
     first, n = int(plan.pts[0]), len(want)
-    convert = _Converter(plan.size)
     k_next, last_pts = 0, None
     try:
         with av.open(str(plan.path)) as container:
@@ -373,15 +347,21 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target):
             ctx.thread_count = threads
             if threads > 1:
                 stream.thread_type = "AUTO"
+            exact = False
             if target is not None:
+                at, exact = target
                 try:
-                    container.seek(int(target), stream=stream, backward=True)
+                    container.seek(int(at), stream=stream, backward=True)
                 except av.error.FFmpegError as exc:  # not seekable: the next target
                     log.info("seeking %s failed: %r", plan.path, exc)
                     return False
             for packet in container.demux(stream):
                 if stop.is_set():
                     return True
+                if exact:
+                    if not (packet.is_keyframe and packet.pts == at):
+                        return False
+                    exact = False
                 if beat is not None:
                     beat()
                 ctx.skip_frame = "NONREF" if packet.pts is not None and packet.pts not in want else "DEFAULT"

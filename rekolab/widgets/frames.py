@@ -1,11 +1,13 @@
 """Frames at result timestamps, and boxes drawn on them.
 
-:class:`FrameSource` opens a video once (decord) and maps a result ``Timestamp``
-back to its frame: the last frame whose presentation time (PTS), in ms rounded
-down, is at or before the timestamp. Frame times are the packets' integer PTS
-(``rekolab.video.decode._exact_frame_ms``, not decord's float32 seconds), as in the
-jobs' decode plan (``PacketScan.ms``), so the frame a viewer shows for a result is
-the exact frame that was analysed, at any point of a 6-hour video.
+:class:`FrameSource` opens a video with the jobs' own decoder (PyAV / FFmpeg,
+:mod:`rekolab.video.decode`) and maps a result ``Timestamp`` back to its frame: the
+last frame whose presentation time (PTS), in ms rounded down, is at or before the
+timestamp. Frame times are the packets' integer PTS (``PacketScan.ms``) and frames
+are turned as displayed and converted to RGB by the same FFmpeg filter graph, so the
+frame a viewer shows for a result is the frame that was analysed (at full size: the
+jobs scale theirs down to at most 720p), at any point of a 6-hour video and in every
+container a job accepts (MPEG-TS and late-starting Matroska included).
 """
 from __future__ import annotations
 
@@ -19,24 +21,44 @@ import numpy as np
 
 __all__ = ["FrameSource", "draw_boxes", "to_png", "blank_frame"]
 
+#: A reading position is kept for sequential access: a frame after it is decoded
+#: forward from there, unless a keyframe lies between (then seeking is no more work).
+#: Each position decodes at most this many keyframe intervals before it is renewed.
+_RUN_KEYFRAMES = 2
+
 
 class FrameSource:
-    """Random access to a video's frames by timestamp or frame number."""
+    """Random access to a video's frames by timestamp or frame number.
+
+    Frame numbers count frames in presentation order from 0, as the jobs'
+    ``FrameNumber``. Frames before the first keyframe (a recording cut mid-GOP) cannot
+    be decoded: :meth:`index_at` maps their times to the first frame that can, and
+    :meth:`frame` refuses their numbers with :class:`~rekolab.video.VideoDecodeError`."""
 
     def __init__(self, path: str | Path, cache_size: int = 8):
-        # The decode plan's own helpers: one source of truth for frame times, and
-        # decord imported without decord2's CUDA-library preload.
-        from ..video.decode import _exact_frame_ms, _import_decord
+        from ..video.container import probe, scan_packets
+        from ..video.decode import _Converter, first_decodable
 
-        decord = _import_decord()
         self.path = Path(path)
-        self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
-        starts = self._reader.get_frame_timestamp(np.arange(len(self._reader)))[:, 0].astype(np.float64)
-        # Exactly the decode plan's timestamps: integer PTS in ms, rounded down.
-        self.timestamps_ms = _exact_frame_ms(self.path, starts)
+        meta = probe(self.path)  # refuses what a job's Start refuses, in words
+        scan = scan_packets(self.path)
+        #: Each frame's PTS in ms from the video stream's start, rounded down: the
+        #: jobs' Timestamps (``DecodePlan.timestamps_ms``).
+        self.timestamps_ms = np.asarray(scan.ms(), dtype=np.int64)
+        self._pts = np.asarray(scan.pts, dtype=np.int64)
+        self._keyframes = scan.keyframes
+        kf = np.asarray([k[0] for k in scan.keyframes] or [self._pts[:1].sum()], dtype=np.int64)
+        #: the keyframes' frame numbers, and that of the last one at or before each frame
+        self._key_frames = np.searchsorted(self._pts, kf)
+        self._key_of = self._key_frames[np.maximum(np.searchsorted(kf, self._pts, "right") - 1, 0)]
+        self.first_decodable = first_decodable(self._pts, scan.keyframes)
+        #: (width, height) of the frames, as displayed
+        self.size = (meta.frame_width, meta.frame_height)
+        self._convert = _Converter(self.size)
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._run = None  # (generator of (k, av.VideoFrame), first frame number, next number, end)
 
     def __len__(self) -> int:
         return len(self.timestamps_ms)
@@ -44,35 +66,103 @@ class FrameSource:
     def __repr__(self) -> str:
         return f"FrameSource({self.path.name}, {len(self)} frames)"
 
+    def close(self) -> None:
+        """Close the open decoder (it is reopened by the next read)."""
+        with self._lock:
+            self._end_run()
+
     def index_at(self, timestamp_ms: int) -> int:
-        """The frame shown at ``timestamp_ms`` (the last one starting at or before it)."""
+        """The frame shown at ``timestamp_ms``: the last one starting at or before it (the
+        first decodable frame for times before it)."""
         i = int(np.searchsorted(self.timestamps_ms, int(timestamp_ms), side="right")) - 1
-        return min(max(i, 0), len(self) - 1)
+        return min(max(i, self.first_decodable), len(self) - 1)
+
+    def sampled(self, sample_rate: float) -> np.ndarray:
+        """The frame numbers a job with this ``SampleRate`` analyses (its decode plan's)."""
+        from ..video.decode import sampled_frames
+
+        return sampled_frames(self.timestamps_ms, self.first_decodable, sample_rate)
 
     def frame(self, timestamp_ms: int | None = None, index: int | None = None) -> np.ndarray:
-        """One RGB frame (H, W, 3) uint8, by timestamp or by frame number."""
+        """One RGB frame (H, W, 3) uint8 as displayed, by timestamp or by frame number."""
         if index is None:
             index = self.index_at(timestamp_ms or 0)
-        index = int(index)
+        index = self._check(index)
         with self._lock:
             if index in self._cache:
                 self._cache.move_to_end(index)
                 return self._cache[index]
-            frame = self._reader[index].asnumpy()
+            frame = self._read(index)
             self._cache[index] = frame
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return frame
 
     def frames(self, indices: Iterable[int], batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
-        """``(index, frame)`` for each frame number, decoded in sorted batches (memory
-        bounded by ``batch_size``)."""
-        wanted = sorted({int(i) for i in indices})
-        for s in range(0, len(wanted), batch_size):
-            chunk = wanted[s:s + batch_size]
+        """``(index, frame)`` for each frame number, in increasing order, decoded in one
+        forward pass that seeks only across keyframes; one frame in memory at a time
+        (``batch_size`` is accepted for compatibility)."""
+        wanted = sorted({self._check(i) for i in indices})
+        for index in wanted:
             with self._lock:
-                arr = self._reader.get_batch(chunk).asnumpy()
-            yield from zip(chunk, arr)
+                frame = self._cache.get(index)
+                if frame is None:
+                    frame = self._read(index)
+            yield index, frame
+
+    # -- decoding ----------------------------------------------------------------------------
+    def _check(self, index) -> int:
+        from ..video.decode import VideoDecodeError
+
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame {index} is not in {self.path.name} ({len(self)} frames)")
+        if index < self.first_decodable:
+            raise VideoDecodeError(
+                f"frame {index} of {self.path.name} comes before its first keyframe (frame "
+                f"{self.first_decodable}, {int(self.timestamps_ms[self.first_decodable])} ms) and "
+                "cannot be decoded")
+        return index
+
+    def _read(self, index: int) -> np.ndarray:
+        """Frame ``index`` from the open reading position when it is ahead with no keyframe
+        between, else from a new one started at the keyframe before it."""
+        run = self._run
+        if run is None or not (run[2] <= index < run[3] and self._key_of[index] <= run[2]):
+            self._start_run(index)
+        gen, start, _, end = self._run
+        for k, decoded in gen:
+            number = start + k
+            self._run = (gen, start, number + 1, end)
+            if number == index:
+                return self._convert(decoded)
+        self._end_run()
+        from ..video.decode import VideoDecodeError
+
+        raise VideoDecodeError(f"the decoder returned no frame {index} of {self.path.name}")
+
+    def _start_run(self, index: int) -> None:
+        from ..video.decode import DecodePlan, _decode_sampled
+
+        self._end_run()
+        later = self._key_frames[self._key_frames > index]  # up to the _RUN_KEYFRAMES-th keyframe after it
+        end = int(later[_RUN_KEYFRAMES - 1]) if len(later) >= _RUN_KEYFRAMES else len(self)
+        frames = np.arange(index, end)
+        plan = DecodePlan(self.path, frames, self.timestamps_ms[frames], self._pts[frames], self.size,
+                          self._keyframes)
+        gen = _decode_sampled(plan, threading.Event(), convert=lambda f: f)
+        self._run = (gen, index, index, end)
+
+    def _end_run(self) -> None:
+        if self._run is not None:
+            self._run[0].close()
+            self._run = None
+
+    def __del__(self):
+        try:
+            self._end_run()
+        except Exception:
+            pass
 
 
 def blank_frame(width: int, height: int, note: str = "video not available") -> np.ndarray:
