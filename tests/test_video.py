@@ -81,6 +81,25 @@ def test_a_part_of_a_plan_seeks_to_its_frames(tmp_path, fmt, monkeypatch):
         assert packets[0] <= first % 50 + int(p.indices[end - 1]) - first + 4, (start, packets[0])
 
 
+def test_av1_frames_after_a_keyframe_decode(tmp_path):
+    """libdav1d (FFmpeg's AV1 decoder) reads skip_frame once, when it opens: a decode whose
+    first packet was marked NONREF (a part of a plan, or the frame viewer, starting after the
+    keyframe) dropped every non-reference frame of the video ("the decoder returned no
+    frame ... corrupt")."""
+    from rekolab.testing import encoded_video
+    from rekolab.widgets.frames import FrameSource
+
+    video = encoded_video(tmp_path / "a.mkv", codec="libsvtav1", size=(128, 96), frames=20,
+                          options={"preset": "12"})
+    p = plan(video, 25)
+    full = [f for b in p.batches() for f in b.frames]
+    for start in (1, 5):
+        part = [f for b in p.part(start, start + 3).batches() for f in b.frames]
+        assert len(part) == 3 and all(np.array_equal(a, b) for a, b in zip(part, full[start:])), start
+    src = FrameSource(video)
+    assert np.array_equal(src.frame(index=1), full[1])  # a run started at frame 1
+
+
 def test_a_video_cut_mid_gop_starts_at_its_first_keyframe(tmp_path):
     """A recording that starts mid-GOP (MPEG-TS cut from a broadcast): the frames before
     its first keyframe cannot be decoded, so sampling starts at the first keyframe and

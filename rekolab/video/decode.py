@@ -301,9 +301,10 @@ def _decode_sampled(plan: DecodePlan, stop: threading.Event, beat=None,
 
     A frame is found by its PTS. Frames between samples must still be decoded where
     later frames refer to them, but a non-reference frame that is not sampled (most
-    B-frames) is skipped by the decoder (``skip_frame=NONREF``, set per packet), and
-    only sampled frames are converted to RGB. ``beat()`` is called for every packet
-    read. Raises :class:`VideoDecodeError` when decoding fails, a sampled frame never
+    B-frames) is skipped by the decoder (``skip_frame=NONREF``, set per packet, but
+    never for the first packet: libdav1d, FFmpeg's AV1 decoder, reads ``skip_frame`` once,
+    when it opens, and would then drop every non-reference frame of the video), and only
+    sampled frames are converted to RGB. ``beat()`` is called for every packet read. Raises :class:`VideoDecodeError` when decoding fails, a sampled frame never
     comes out, or frames come out of presentation order (an AVI with B-frames, whose
     packet times are in decode order)."""
     if len(plan) == 0:
@@ -338,7 +339,7 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
     av = require("av", "video")
     want = {int(p): k for k, p in enumerate(plan.pts.tolist())}
     first, n = int(plan.pts[0]), len(want)
-    k_next, last_pts = 0, None
+    k_next, last_pts, opened = 0, None, False
     try:
         with av.open(str(plan.path)) as container:
             stream = container.streams.video[0]
@@ -364,7 +365,9 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
                     exact = False
                 if beat is not None:
                     beat()
-                ctx.skip_frame = "NONREF" if packet.pts is not None and packet.pts not in want else "DEFAULT"
+                skip = opened and packet.pts is not None and packet.pts not in want
+                ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+                opened = True
                 for frame in packet.decode():
                     pts = frame.pts
                     if pts is None:
