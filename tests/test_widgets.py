@@ -358,6 +358,47 @@ def test_frame_source_is_the_jobs_decoder(tmp_path):
         s.frame(index=0)
 
 
+def test_frame_source_recovers_from_an_error_in_its_run(tmp_path, monkeypatch):
+    """An exception inside the kept forward run (a decode error, Ctrl-C in a notebook) ends
+    the run: the next read decodes afresh instead of iterating the dead generator ("the
+    decoder returned no frame"); close() and deleting the source close the file."""
+    import gc
+    import os
+
+    import rekolab.video.decode as decode
+    from rekolab.widgets.frames import FrameSource
+
+    video = numbered_video(tmp_path / "n.mp4", frames=30, gop=10)
+    real, calls = decode._decode_sampled, []
+
+    def interrupted(plan, stop, beat=None, convert=None):
+        calls.append(1)
+        for n, item in enumerate(real(plan, stop, beat, convert)):
+            if len(calls) == 1 and n == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(decode, "_decode_sampled", interrupted)
+    src = FrameSource(video)
+    assert read_frame_number(src.frame(index=4)) == 4
+    with pytest.raises(KeyboardInterrupt):
+        src.frame(index=7)  # on from frame 4: interrupted at frame 6
+    assert src._run is None
+    assert read_frame_number(src.frame(index=8)) == 8
+
+    def open_files():
+        return sum(1 for fd in os.listdir("/proc/self/fd")
+                   if os.path.realpath(f"/proc/self/fd/{fd}") == str(video.resolve()))
+
+    assert open_files() == 1  # the run's open file, kept for the next frame
+    src.close()
+    assert open_files() == 0
+    src.frame(index=7)
+    del src
+    gc.collect()
+    assert open_files() == 0
+
+
 def test_frame_source_loads_only_ffmpeg(tmp_path):
     """Opening a video in the viewer loads PyAV, not torch, decord or the models (a new
     process stays small)."""

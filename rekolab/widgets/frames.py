@@ -131,11 +131,15 @@ class FrameSource:
         if run is None or not (run[2] <= index < run[3] and self._key_of[index] <= run[2]):
             self._start_run(index)
         gen, start, _, end = self._run
-        for k, decoded in gen:
-            number = start + k
-            self._run = (gen, start, number + 1, end)
-            if number == index:
-                return self._convert(decoded)
+        try:
+            for k, decoded in gen:
+                number = start + k
+                self._run = (gen, start, number + 1, end)
+                if number == index:
+                    return self._convert(decoded)
+        except BaseException:  # a decode error, an interrupt: the next read starts afresh
+            self._end_run()
+            raise
         self._end_run()
         from ..video.decode import VideoDecodeError
 
