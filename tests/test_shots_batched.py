@@ -87,7 +87,7 @@ def test_every_frame_scaling_gives_pyav_default_pixels(tmp_path):
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270])
 def test_every_frame_plan_turns_frames_as_displayed(tmp_path, rotation):
     """Segment detection's every-frame decoder applies the container's display
-    matrix exactly as the sampled decoder (decord2) does: same shape, same pixels."""
+    matrix exactly as the sampled decoder (PyAV) does: same shape, same pixels."""
     from rekolab.testing import encoded_video
     from rekolab.video import plan as plan_decode
     from rekolab.video.every_frame import every_frame_plan

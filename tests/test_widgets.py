@@ -399,6 +399,20 @@ def test_frame_source_recovers_from_an_error_in_its_run(tmp_path, monkeypatch):
     assert open_files() == 0
 
 
+def test_frame_source_runs_are_bounded(tmp_path, monkeypatch):
+    """A forward run ends after _RUN_FRAMES frames even inside one long GOP (a video with
+    one keyframe in hours), and reads past its end still give each frame's own picture."""
+    from rekolab.widgets import frames as frames_module
+
+    monkeypatch.setattr(frames_module, "_RUN_FRAMES", 7)
+    src = frames_module.FrameSource(numbered_video(tmp_path / "one-gop.mp4", frames=40))
+    assert len(src._key_frames) == 1
+    for i in [*range(40), 3, 35, 12, 13, 30]:
+        src._cache.clear()
+        assert read_frame_number(src.frame(index=i)) == i
+        assert src._run is None or src._run[3] - src._run[1] <= 7
+
+
 def test_frame_source_loads_only_ffmpeg(tmp_path):
     """Opening a video in the viewer loads PyAV, not torch, decord or the models (a new
     process stays small)."""

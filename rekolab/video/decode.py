@@ -304,8 +304,8 @@ def _decode_sampled(plan: DecodePlan, stop: threading.Event, beat=None,
     B-frames) is skipped by the decoder (``skip_frame=NONREF``, set per packet, but
     never for the first packet: libdav1d, FFmpeg's AV1 decoder, reads ``skip_frame`` once,
     when it opens, and would then drop every non-reference frame of the video), and only
-    sampled frames are converted to RGB. ``beat()`` is called for every packet read. Raises :class:`VideoDecodeError` when decoding fails, a sampled frame never
-    comes out, or frames come out of presentation order (an AVI with B-frames, whose
+    sampled frames are converted to RGB. ``beat()`` is called for every packet read.
+    Raises :class:`VideoDecodeError` when decoding fails, a sampled frame never comes out, or frames come out of presentation order (an AVI with B-frames, whose
     packet times are in decode order)."""
     if len(plan) == 0:
         return

@@ -25,6 +25,8 @@ __all__ = ["FrameSource", "draw_boxes", "to_png", "blank_frame"]
 #: forward from there, unless a keyframe lies between (then seeking is no more work).
 #: Each position decodes at most this many keyframe intervals before it is renewed.
 _RUN_KEYFRAMES = 2
+#: ... and at most this many frames (a video with one keyframe in hours).
+_RUN_FRAMES = 4096
 
 
 class FrameSource:
@@ -151,6 +153,7 @@ class FrameSource:
         self._end_run()
         later = self._key_frames[self._key_frames > index]  # up to the _RUN_KEYFRAMES-th keyframe after it
         end = int(later[_RUN_KEYFRAMES - 1]) if len(later) >= _RUN_KEYFRAMES else len(self)
+        end = min(end, index + _RUN_FRAMES)
         frames = np.arange(index, end)
         plan = DecodePlan(self.path, frames, self.timestamps_ms[frames], self._pts[frames], self.size,
                           self._keyframes)
