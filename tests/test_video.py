@@ -112,7 +112,6 @@ def test_a_video_cut_mid_gop_starts_at_its_first_keyframe(tmp_path):
     assert [s - seen[0] for s in seen] == (p.indices - p.indices[0]).tolist()
 
 
-
 def _decord():
     """decord2 (a test dependency only: rekolab decodes with PyAV), imported without its
     preload of every pip CUDA library (~600 MB of RSS with torch's CUDA wheels)."""
@@ -127,6 +126,7 @@ def _decord():
         if hidden:
             del sys.modules["nvidia"]
     return decord
+
 
 def test_frames_are_the_pixels_decord_gave(tmp_path):
     """The PyAV decoder returns the pixels decord2 returned for the same request: the

@@ -410,7 +410,7 @@ def test_frame_source_runs_are_bounded(tmp_path, monkeypatch):
     for i in [*range(40), 3, 35, 12, 13, 30]:
         src._cache.clear()
         assert read_frame_number(src.frame(index=i)) == i
-        assert src._run is None or src._run[3] - src._run[1] <= 7
+        assert src._run is None or src._run.end - src._run.start <= 7
 
 
 def test_frame_source_loads_only_ffmpeg(tmp_path):

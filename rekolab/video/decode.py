@@ -305,8 +305,9 @@ def _decode_sampled(plan: DecodePlan, stop: threading.Event, beat=None,
     never for the first packet: libdav1d, FFmpeg's AV1 decoder, reads ``skip_frame`` once,
     when it opens, and would then drop every non-reference frame of the video), and only
     sampled frames are converted to RGB. ``beat()`` is called for every packet read.
-    Raises :class:`VideoDecodeError` when decoding fails, a sampled frame never comes out, or frames come out of presentation order (an AVI with B-frames, whose
-    packet times are in decode order)."""
+    Raises :class:`VideoDecodeError` when decoding fails, a sampled frame never comes out,
+    or frames come out of presentation order (an AVI with B-frames, whose packet times are
+    in decode order)."""
     if len(plan) == 0:
         return
     convert = convert or _Converter(plan.size)
@@ -339,7 +340,7 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
     av = require("av", "video")
     want = {int(p): k for k, p in enumerate(plan.pts.tolist())}
     first, n = int(plan.pts[0]), len(want)
-    k_next, last_pts, opened = 0, None, False
+    k_next, last_pts, first_packet = 0, None, True
     try:
         with av.open(str(plan.path)) as container:
             stream = container.streams.video[0]
@@ -365,9 +366,9 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
                     exact = False
                 if beat is not None:
                     beat()
-                skip = opened and packet.pts is not None and packet.pts not in want
+                skip = not first_packet and packet.pts is not None and packet.pts not in want
                 ctx.skip_frame = "NONREF" if skip else "DEFAULT"
-                opened = True
+                first_packet = False
                 for frame in packet.decode():
                     pts = frame.pts
                     if pts is None:

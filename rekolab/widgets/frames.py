@@ -29,6 +29,16 @@ _RUN_KEYFRAMES = 2
 _RUN_FRAMES = 4096
 
 
+class _Run:
+    """An open forward decode of frames ``start`` to ``end`` (exclusive): ``frames`` yields
+    ``(k, av.VideoFrame)`` for frame ``start + k``; ``next`` is the next one it yields."""
+
+    __slots__ = ("frames", "start", "next", "end")
+
+    def __init__(self, frames, start: int, end: int):
+        self.frames, self.start, self.next, self.end = frames, start, start, end
+
+
 class FrameSource:
     """Random access to a video's frames by timestamp or frame number.
 
@@ -49,7 +59,8 @@ class FrameSource:
         self.timestamps_ms = np.asarray(scan.ms(), dtype=np.int64)
         self._pts = np.asarray(scan.pts, dtype=np.int64)
         self._keyframes = scan.keyframes
-        kf = np.asarray([k[0] for k in scan.keyframes] or [self._pts[:1].sum()], dtype=np.int64)
+        # (a stream flagging no keyframe is decoded from its first frame)
+        kf = np.asarray([k[0] for k in scan.keyframes] or self._pts[:1].tolist(), dtype=np.int64)
         #: the keyframes' frame numbers, and that of the last one at or before each frame
         self._key_frames = np.searchsorted(self._pts, kf)
         self._key_of = self._key_frames[np.maximum(np.searchsorted(kf, self._pts, "right") - 1, 0)]
@@ -60,7 +71,7 @@ class FrameSource:
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
-        self._run = None  # (generator of (k, av.VideoFrame), first frame number, next number, end)
+        self._run: _Run | None = None
 
     def __len__(self) -> int:
         return len(self.timestamps_ms)
@@ -130,14 +141,13 @@ class FrameSource:
         """Frame ``index`` from the open reading position when it is ahead with no keyframe
         between, else from a new one started at the keyframe before it."""
         run = self._run
-        if run is None or not (run[2] <= index < run[3] and self._key_of[index] <= run[2]):
+        if run is None or not (run.next <= index < run.end and self._key_of[index] <= run.next):
             self._start_run(index)
-        gen, start, _, end = self._run
+        run = self._run
         try:
-            for k, decoded in gen:
-                number = start + k
-                self._run = (gen, start, number + 1, end)
-                if number == index:
+            for k, decoded in run.frames:
+                run.next = run.start + k + 1
+                if run.next - 1 == index:
                     return self._convert(decoded)
         except BaseException:  # a decode error, an interrupt: the next read starts afresh
             self._end_run()
@@ -157,12 +167,11 @@ class FrameSource:
         frames = np.arange(index, end)
         plan = DecodePlan(self.path, frames, self.timestamps_ms[frames], self._pts[frames], self.size,
                           self._keyframes)
-        gen = _decode_sampled(plan, threading.Event(), convert=lambda f: f)
-        self._run = (gen, index, index, end)
+        self._run = _Run(_decode_sampled(plan, threading.Event(), convert=lambda f: f), index, end)
 
     def _end_run(self) -> None:
         if self._run is not None:
-            self._run[0].close()
+            self._run.frames.close()
             self._run = None
 
     def __del__(self):
