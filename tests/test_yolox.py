@@ -124,6 +124,8 @@ def test_detect_batch_batches_on_dynamic_graph(det, media, tmp_path):
     real = dyn.model  # the engine running the graph (rekolab.models.backend.OnnxModel)
 
     class Spy:
+        frame_parallel = real.frame_parallel  # on the CPU the two calls run side by side
+
         def __call__(self, batch):
             calls.append(batch.shape[0])
             return real(batch)
@@ -131,7 +133,7 @@ def test_detect_batch_batches_on_dynamic_graph(det, media, tmp_path):
     dyn.model = Spy()
     frames = [_image(media, n) for n in ("dog.jpg", "person.jpg", "giraffe.jpg", "eagle.jpg", "horses.jpg")]
     many = dyn.detect_batch(frames)
-    assert calls == [4, 1]
+    assert sorted(calls) == [1, 4]
     for frame, got in zip(frames, many):
         one = det.detect(frame)
         assert got.class_names == one.class_names

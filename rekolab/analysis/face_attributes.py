@@ -561,13 +561,16 @@ SMALL_MODEL_CPU_CHUNK = 16
 
 def _run(path: Path, batch: np.ndarray, cpu_chunk: int | None = None) -> np.ndarray:
     """The model's first output for one batch, on the configured engine
-    (:mod:`rekolab.models.backend`); on the CPU in calls of at most ``cpu_chunk``."""
+    (:mod:`rekolab.models.backend`); on the CPU in calls of at most ``cpu_chunk``,
+    side by side on onnxruntime (:mod:`rekolab.models.frame_threads`)."""
     from rekolab.models.backend import onnx_model
+    from rekolab.models.frame_threads import frame_map
 
     model = onnx_model(path)
     if cpu_chunk is None or model.device != "cpu" or len(batch) <= cpu_chunk:
         return model(batch)[0]
-    return np.concatenate([model(batch[i:i + cpu_chunk])[0] for i in range(0, len(batch), cpu_chunk)])
+    return np.concatenate(frame_map(lambda i: model(batch[i:i + cpu_chunk])[0], range(0, len(batch), cpu_chunk),
+                                    parallel=model.frame_parallel))
 
 
 def _split(values: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:

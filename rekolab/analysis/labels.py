@@ -92,8 +92,6 @@ MODEL_NAMES = ("CLIP", "DETECTOR")
 #: Seconds to wait for a TCP connection to the weights' host before a download.
 HUB_PROBE_TIMEOUT_S = 3.0
 VERSION = "rekolab-labels/1"
-#: Frames per decoded batch for a frame-at-a-time detector alone (see ``_batch_size``).
-DETECTOR_FRAME_BATCH = 4
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -667,20 +665,13 @@ class LabelDetectionAnalyzer:
             self._models["Clip"]["Labels"] = len(self.labels)
         self.class_to_label = self._map_classes()
         self._sample = 0
-        self.batch_size = self._batch_size()
-
-    def _batch_size(self) -> int:
-        """Sampled frames per batch asked of the decoder (:func:`stream_analysis`):
-        :func:`~rekolab.models.backend.frame_batch_size`, except for a detector that
-        runs one frame per call with no CLIP (YOLOX-nano on onnxruntime): bigger
-        batches only delay its first call until the decoder has filled one, time in
-        which the model does not overlap decoding (at 5 samples/s a batch of 16 is
-        3.2 s of video). Rows do not depend on the batching."""
+        # Sampled frames per batch asked of the decoder. YOLOX alone on onnxruntime got
+        # batches of 4 until 2026-12-02 (its one-frame calls did not need more); with its
+        # frames run side by side (models/frame_threads.py) 16 is faster: a Hamilton-clip
+        # job at 5 samples/s ran at 8.0 / 8.3 / 8.5 video-s/s with batches of 4 / 8 / 16.
         from ..models.backend import frame_batch_size
 
-        if self.clip is None and self.detector is not None and self.detector.batch_size == 1:
-            return DETECTOR_FRAME_BATCH
-        return frame_batch_size()
+        self.batch_size = frame_batch_size()
 
     def _map_classes(self) -> np.ndarray:
         """Detector class id -> label index (-1: not a scored label)."""

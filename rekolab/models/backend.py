@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from . import onnx_session, require, torch_cuda
+from .frame_threads import frame_map, in_frame_thread, narrow_session
 
 __all__ = ["BACKENDS", "backend", "torch_device", "frame_batch_size", "detector_chunk", "OnnxModel", "onnx_model", "convert_onnx", "place"]
 
@@ -69,7 +70,8 @@ def frame_batch_size() -> int:
 
 
 def detector_chunk(model: "OnnxModel", n: int) -> int:
-    """Frames per detector call. On the CPU one frame at a time: SCRFD at 640x384 on
+    """Frames per detector call. On the CPU one frame at a time (and frames side by
+    side, :func:`~rekolab.models.frame_threads.frame_map`): SCRFD at 640x384 on
     2 cores took 88-115 ms per frame alone, 118-144 in batches of 4 and 149-173 in
     batches of 16 (its activations outgrow the caches); on a GPU the whole batch."""
     return 1 if model.device == "cpu" else max(1, n)
@@ -226,6 +228,10 @@ class OnnxModel:
     output as float32 numpy arrays, batch first. A graph whose batch is fixed at 1
     runs item by item on onnxruntime and in one call on torch.
 
+    On onnxruntime on the CPU (``frame_parallel``) the items of a fixed-batch graph
+    run side by side, and a call from a :func:`~rekolab.models.frame_threads.frame_map`
+    thread runs on a one-thread session of the file (see ``frame_threads``).
+
     On CUDA the batch is copied through pinned memory on the model's own CUDA stream
     (so the copy of one model's batch can overlap another thread's work)."""
 
@@ -244,9 +250,11 @@ class OnnxModel:
             self.input_name = inp.name
             batch = inp.shape[0] if inp.shape else None
             self.fixed_batch = int(batch) if isinstance(batch, int) else None
+            self.frame_parallel = list(self.session.get_providers()) == ["CPUExecutionProvider"]
         else:
             self.module = _torch_module(str(self.path), self.device)
             self.fixed_batch = None
+            self.frame_parallel = False
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.path.name}, {self.engine}, {self.device})"
@@ -255,14 +263,20 @@ class OnnxModel:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.engine == "onnxruntime":
             if self.fixed_batch is None or len(x) == self.fixed_batch:
-                return self.session.run(None, {self.input_name: x})
+                return self._run_onnx(x)
             if self.fixed_batch != 1:
                 raise ValueError(f"{self.path.name}: batch fixed at {self.fixed_batch}, got {len(x)}")
-            parts = [self.session.run(None, {self.input_name: x[i:i + 1]}) for i in range(len(x))]
+            parts = frame_map(lambda i: self._run_onnx(x[i:i + 1]), range(len(x)), parallel=self.frame_parallel)
             if not parts:
                 raise ValueError("empty batch")
             return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
         return self._run_torch(x)
+
+    def _run_onnx(self, x: np.ndarray) -> list[np.ndarray]:
+        session = self.session
+        if self.frame_parallel and in_frame_thread():
+            session = narrow_session(str(self.path))
+        return session.run(None, {self.input_name: x})
 
     def _run_torch(self, x: np.ndarray) -> list[np.ndarray]:
         torch = require("torch", "labels")

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import require
 from .backend import OnnxModel, backend, detector_chunk, onnx_model
+from .frame_threads import frame_map
 
 __all__ = ["detect_frames", "embed_faces", "detector_model", "recognizer_model"]
 
@@ -30,7 +31,8 @@ _EMPTY = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5,
 
 def detector_model(det) -> OnnxModel:
     """The engine running an insightface ``SCRFD`` object's ONNX file (on onnxruntime,
-    insightface's own session: a second one would cost ~10 MB for nothing)."""
+    insightface's own session, not a second copy; frames run side by side on the CPU
+    use a one-thread session of the file, :mod:`rekolab.models.frame_threads`)."""
     return _pack_model(det)
 
 
@@ -92,13 +94,17 @@ def detect_frames(det, frames_bgr, input_size: tuple[int, int], model: OnnxModel
         return []
     model = model or detector_model(det)
     step = detector_chunk(model, len(frames))
-    scales, parts = [], []
-    for start in range(0, len(frames), step):  # one blob per call: 16 frames at 640x384 are 47 MB
+
+    def run(start: int):  # one blob per call: 16 frames at 640x384 are 47 MB
         canvases, chunk_scales = zip(*(_letterbox(det, f, input_size) for f in frames[start:start + step]))
         blob = cv2.dnn.blobFromImages(list(canvases), 1.0 / det.input_std, input_size,
                                       (det.input_mean, det.input_mean, det.input_mean), swapRB=True)
-        parts.append(model(blob))
-        scales += chunk_scales
+        return model(blob), chunk_scales
+
+    # On the CPU the chunks (one frame each) run side by side (frame_threads).
+    done = frame_map(run, range(0, len(frames), step), parallel=model.frame_parallel)
+    parts = [p for p, _ in done]
+    scales = [s for _, chunk_scales in done for s in chunk_scales]
     outs = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
     threshold = float(getattr(det, "det_thresh", 0.5))
     width, height = input_size

@@ -20,6 +20,9 @@ match ``NudeDetector.detect``:
 Unlike ``NudeDetector`` (one ``session.run`` per image, its own session on the
 default providers), frames are stacked and run in one call per batch on the shared
 session of :func:`rekolab.models.onnx_session` (CUDA when present, no spin-waiting).
+On the CPU a batch goes in calls of 4 frames run side by side
+(:mod:`rekolab.models.frame_threads`): 20.7 ms per frame on 2 cores against 22.4 in
+calls of 8 on one session's 2 threads.
 
 **License.** The wheel's metadata says MIT, but the ``LICENSE`` and ``LICENSE.md``
 files it ships are the GNU AGPL-3.0, and the model is a fine-tuned Ultralytics
@@ -36,7 +39,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import onnx_session, require
+from . import require
+from .backend import onnx_model
+from .frame_threads import frame_map, frame_threads
 
 __all__ = ["NUDENET_CLASSES", "NudeDetection", "NudeNetDetector", "nudenet_model_path"]
 
@@ -52,6 +57,8 @@ INPUT_SIZE = 320
 SCORE_MIN = 0.2     # nudenet's per-anchor cut
 NMS_SCORE = 0.25    # nudenet's NMSBoxes score threshold
 NMS_IOU = 0.45
+#: Frames per call when the calls run side by side on the CPU (frame_threads).
+CPU_CHUNK = 4
 
 
 def nudenet_model_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -99,7 +106,8 @@ class NudeNetDetector:
     def __init__(self, path: str | os.PathLike | None = None, batch_size: int = 8):
         require("onnxruntime", "moderation")
         self.path = nudenet_model_path(path)
-        self.session = onnx_session(self.path)
+        self.model = onnx_model(self.path, "onnxruntime")  # rekolab's shared session of the file
+        self.session = self.model.session
         self.input_name = self.session.get_inputs()[0].name
         self.batch_size = int(batch_size)
 
@@ -158,15 +166,19 @@ class NudeNetDetector:
     def detect_batch(self, frames: Sequence[np.ndarray], rgb: bool = False) -> list[NudeDetection]:
         """Detections per frame; frames are BGR, or RGB with ``rgb=True``."""
         frames = list(frames)
-        results: list[NudeDetection] = []
-        for start in range(0, len(frames), self.batch_size):
-            chunk = frames[start:start + self.batch_size]
+        step = self.batch_size
+        if self.model.frame_parallel and frame_threads() > 1:
+            step = min(step, CPU_CHUNK)
+
+        def run(start: int) -> list[NudeDetection]:
+            chunk = frames[start:start + step]
             prepared = [self.preprocess(f, rgb) for f in chunk]
-            x = np.stack([p[0] for p in prepared])
-            raw = self.session.run(None, {self.input_name: x})[0]
-            for k, (frame, (_, scale)) in enumerate(zip(chunk, prepared)):
-                results.append(self.postprocess(raw[k], scale, frame.shape[:2]))
-        return results
+            raw = self.model(np.stack([p[0] for p in prepared]))[0]
+            return [self.postprocess(raw[k], scale, frame.shape[:2])
+                    for k, (frame, (_, scale)) in enumerate(zip(chunk, prepared))]
+
+        chunks = frame_map(run, range(0, len(frames), step), parallel=self.model.frame_parallel)
+        return [d for chunk in chunks for d in chunk]
 
     def detect(self, frame_bgr: np.ndarray) -> NudeDetection:
         return self.detect_batch([frame_bgr])[0]

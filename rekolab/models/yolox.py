@@ -42,6 +42,7 @@ import numpy as np
 
 from . import find_model_file, onnx_session, require
 from .backend import onnx_model
+from .frame_threads import frame_map
 
 __all__ = ["COCO80", "Detections", "YoloxDetector", "nms_per_class"]
 
@@ -299,9 +300,9 @@ class YoloxDetector:
         """Detect in many BGR frames (RGB with ``rgb=True``: no full-frame channel
         swap, see :meth:`preprocess`); batched when the graph's batch axis allows it."""
         frames = list(frames)
-        results: list[Detections] = []
         step = self.batch_size
-        for start in range(0, len(frames), step):
+
+        def run(start: int) -> list[Detections]:
             chunk: Sequence[np.ndarray] = frames[start:start + step]
             prepped = [self.preprocess(f, rgb=rgb) for f in chunk]
             batch = np.stack([p[0] for p in prepped])
@@ -310,6 +311,9 @@ class YoloxDetector:
                 pad = np.full((self.fixed_batch - n, *batch.shape[1:]), PAD_VALUE, np.float32)
                 batch = np.concatenate([batch, pad])
             out = self.model(batch)[0]
-            for i, (frame, (_, r)) in enumerate(zip(chunk, prepped)):
-                results.append(self.postprocess(out[i], r, np.asarray(frame).shape[:2]))
-        return results
+            return [self.postprocess(out[i], r, np.asarray(frame).shape[:2])
+                    for i, (frame, (_, r)) in enumerate(zip(chunk, prepped))]
+
+        # onnxruntime on the CPU: chunks (one frame each) side by side, see frame_threads.
+        chunks = frame_map(run, range(0, len(frames), step), parallel=self.model.frame_parallel)
+        return [d for chunk in chunks for d in chunk]
