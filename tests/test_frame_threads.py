@@ -188,3 +188,42 @@ def test_yolox_and_nudenet_side_by_side_are_exact(frames, monkeypatch):
     for a, b in zip(nudes, ref_nudes):
         np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
         np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_text_frames_side_by_side_are_exact(frames, monkeypatch):
+    """The text analyzer reads a batch's frames side by side, each frame thread with
+    its own one-thread OCR model: the same rows as one shared model, frame by frame."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    import cv2
+
+    from rekolab.analysis.text import TextDetectionAnalyzer
+    from rekolab.models import ocr as O
+    from rekolab.testing import draw_text
+    from rekolab.video import FrameBatch
+
+    drawn = [np.ascontiguousarray(f) for f in frames[:6]]
+    for i, f in enumerate(drawn):
+        draw_text(f, f"GATE {i + 10} BOARDING", (40, 80), font=cv2.FONT_HERSHEY_DUPLEX, scale=1.0,
+                  background=(0, 0, 0))
+        draw_text(f, "rekolab news", (300, 300), font=cv2.FONT_HERSHEY_SIMPLEX, scale=0.9, background=(0, 0, 0))
+    batch = FrameBatch(np.stack(drawn), np.arange(6, dtype=np.int64) * 1000, np.arange(6, dtype=np.int64) * 30)
+    analyzer = TextDetectionAnalyzer({})
+    made = []
+    real = O.OcrModel
+
+    class Counting(real):
+        def __init__(self, threads=None):
+            made.append(threads)
+            super().__init__(threads)
+
+    monkeypatch.setattr(O, "OcrModel", Counting)
+    monkeypatch.setattr(O, "_frame_models", {})
+    monkeypatch.setenv("REKOLAB_FRAME_THREADS", "2")
+    side_by_side = analyzer(batch).to_pylist()
+    assert made == [1, 1]  # one one-thread model per frame thread
+    monkeypatch.setenv("REKOLAB_FRAME_THREADS", "1")
+    one_at_a_time = analyzer(batch).to_pylist()
+    assert made == [1, 1]  # the shared model, made before
+    lines = [r["DetectedText"].casefold() for r in side_by_side if r["Type"] == "LINE"]
+    assert any(line.startswith("gate 12 b") for line in lines) and lines.count("rekolab news") == 6
+    assert side_by_side == one_at_a_time

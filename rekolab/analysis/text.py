@@ -196,11 +196,17 @@ class TextDetectionAnalyzer:
                 "Filters": self.filters.to_dict()}
 
     def __call__(self, batch: FrameBatch) -> pa.RecordBatch:
-        rows = []
-        for frame_rgb, ts, index in zip(batch.frames, batch.timestamps_ms, batch.indices):
-            bgr = np.ascontiguousarray(frame_rgb[:, :, ::-1])
-            for det in detect_text(bgr, self.filters, self.ocr):
-                rows.append({"Timestamp": int(ts), "FrameNumber": int(index), **det})
+        from ..models.frame_threads import frame_map
+        from ..models.ocr import frame_ocr, ocr_frames_in_parallel
+
+        def read(frame_rgb):
+            # On the CPU frames are read side by side, each thread with its own
+            # one-thread OCR model (rekolab.models.ocr.frame_ocr); in order.
+            return detect_text(np.ascontiguousarray(frame_rgb[:, :, ::-1]), self.filters, frame_ocr())
+
+        found = frame_map(read, batch.frames, parallel=ocr_frames_in_parallel())
+        rows = [{"Timestamp": int(ts), "FrameNumber": int(index), **det}
+                for dets, ts, index in zip(found, batch.timestamps_ms, batch.indices) for det in dets]
         return pa.RecordBatch.from_pylist(rows, schema=self.schema)
 
 
