@@ -39,15 +39,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import has_cuda, on_release, require
+from . import on_release, onnx_providers, require
 
 __all__ = ["OcrLine", "OcrWord", "OcrModel", "ocr_model", "frame_ocr", "split_words", "MODEL_VERSION",
            "DET_MAX_SIDE", "WORD_GAP", "MIN_LINE_SCORE"]
 
 DET_MAX_SIDE = 960
 WORD_GAP = 0.1
-#: Lines the recogniser scores under this are dropped before any filter (0-1).
-MIN_LINE_SCORE = 0.3
+#: Lines the recogniser scores under this are dropped before any filter (0-1). Passed on
+#: every call: RapidOCR's ``__call__`` resets its threshold to 0.5 whenever it gets keyword
+#: arguments (``return_word_box``), so the 0.3 given at construction until 2026-12-02 never
+#: applied; 0.5 is the threshold every result so far was made with.
+MIN_LINE_SCORE = 0.5
 
 
 def _version() -> str:
@@ -193,7 +196,7 @@ class OcrModel:
     def __init__(self, threads: int | None = None):
         """``threads``: onnxruntime threads per model (default: one per core)."""
         rapidocr = require("rapidocr_onnxruntime", "text")
-        cuda = has_cuda()
+        cuda = _on_cuda()
         extra = {"intra_op_num_threads": int(threads)} if threads else {}
         self._ocr = rapidocr.RapidOCR(
             det_limit_type="max", det_limit_side_len=DET_MAX_SIDE, text_score=MIN_LINE_SCORE,
@@ -204,7 +207,7 @@ class OcrModel:
         """Every text line of a BGR uint8 image, with its words (pixel quads)."""
         img = np.ascontiguousarray(image_bgr)
         with self._lock:
-            result, _ = self._ocr(img, return_word_box=True)
+            result, _ = self._ocr(img, return_word_box=True, text_score=MIN_LINE_SCORE)
             _trim_heap()
         lines = []
         for item in result or []:
@@ -259,9 +262,15 @@ _frame_models: dict[int, OcrModel] = {}
 _frame_models_lock = threading.Lock()
 
 
+def _on_cuda() -> bool:
+    """RapidOCR asks for CUDA where rekolab's own sessions do (``REKOLAB_DEVICE=cpu``
+    forces the CPU)."""
+    return onnx_providers()[0] == "CUDAExecutionProvider"
+
+
 def ocr_frames_in_parallel() -> bool:
     """Whether a batch's frames may be read side by side (onnxruntime on the CPU)."""
-    return not has_cuda()
+    return not _on_cuda()
 
 
 def frame_ocr() -> OcrModel:
