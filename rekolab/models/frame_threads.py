@@ -16,8 +16,8 @@ NudeNet 320n, 4 frames  28.3            20.7
 ======================  ==============  ==========================
 
 The outputs are the same to the bit: onnxruntime's CPU kernels split the work
-between threads without changing any sum's order (compared on those graphs, and in
-``tests/test_backend.py`` through the jobs' own code).
+between threads without changing any sum's order (compared on those graphs, and by
+``tests/test_frame_threads.py`` and ``tests/test_backend.py`` through the jobs' own code).
 
 * :func:`frame_map` runs ``fn`` over items on up to :func:`frame_threads` threads and
   returns the results in order. Inside ``fn``, an onnxruntime :class:`OnnxModel` runs on

@@ -107,8 +107,6 @@ class NudeNetDetector:
         require("onnxruntime", "moderation")
         self.path = nudenet_model_path(path)
         self.model = onnx_model(self.path, "onnxruntime")  # rekolab's shared session of the file
-        self.session = self.model.session
-        self.input_name = self.session.get_inputs()[0].name
         self.batch_size = int(batch_size)
 
     @property
