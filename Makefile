@@ -12,7 +12,7 @@ export REKOLAB_SHARED    ?= $(abspath $(SHARED))
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[all,test]'
+	$(PY) -m pip install -q --no-cache-dir -e '.[all,test]'
 	touch $@
 
 install: $(VENV)/.installed
