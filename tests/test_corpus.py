@@ -136,6 +136,11 @@ CASES = [
     ("ts-joined-end-to-end", "joined.ts", lambda p: p.write_bytes(
         t.remuxed(need(HAMILTON), p.with_suffix(".one.ts"), "mpegts").read_bytes() * 2), FAILED,
      "timestamps start again after 9175 ms"),
+    ("mp4-joined-end-to-end", "joined.mp4", lambda p: p.write_bytes(need(HAMILTON).read_bytes() * 2), FAILED,
+     "joined end to end (cat a.mp4 b.mp4?): a second one starts at byte 613928 of 1227856"),
+    ("fragmented-mp4-joined", "joinedfrag.mp4", lambda p: p.write_bytes(t.remuxed(
+        need(HAMILTON), p.with_suffix(".one.mp4"), "mp4", options={"movflags": "frag_keyframe+empty_moov"}
+    ).read_bytes() * 2), FAILED, "more than one MP4/MOV file joined end to end"),
     ("mkv-starting-at-10-s-cut", "late_cut.mkv", lambda p: p.write_bytes(t.remuxed(
         need(HAMILTON), p.with_suffix(".full.mkv"), "matroska", shift_s=10).read_bytes()[:250_000]),
      FAILED, "the video is truncated"),
@@ -161,6 +166,9 @@ CASES = [
     ("mpeg2-ps", "mpeg2.mpg", _enc(codec="mpeg2video", fmt="mpeg"), OK, ""),
     ("mpeg4-part2", "mpeg4.avi", _enc(codec="mpeg4"), OK, ""),
     ("mpeg-ts", "stream.ts", _enc(fmt="mpegts"), OK, ""),
+    ("mp4-fragmented", "frag.mp4", lambda p: t.remuxed(need(HAMILTON), p, "mp4",
+                                                         options={"movflags": "frag_keyframe+empty_moov"}), OK, ""),
+    ("mp4-zero-padded", "padded.mp4", lambda p: p.write_bytes(need(HAMILTON).read_bytes() + b"\0" * 65536), OK, ""),
     ("mkv-starting-at-10-s", "late.mkv", lambda p: t.remuxed(need(HAMILTON), p, "matroska", shift_s=10), OK, ""),
     ("vfr", "vfr.mp4", _enc(frames=6, pts=[0, 1, 5, 6, 20, 21]), OK, ""),
     *[(f"rotated-{d}", f"rot{d}.mp4", _enc(rotation=d), OK, "") for d in (90, 180, 270)],

@@ -262,3 +262,51 @@ def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
     assert scan_packets(one).restart_ms is None and scan_packets(joined).restart_ms == 1600
     with pytest.raises(VideoDecodeError, match="timestamps start again after 15"):
         every(joined)
+
+
+def test_mp4_files_joined_end_to_end_are_found_by_their_boxes(tmp_path):
+    """cat a.mp4 b.mp4: FFmpeg goes by the first file's moov and returns its frames alone (a
+    fragmented file's second half comes back with its times starting again); the top-level
+    boxes show where the second file starts. Whole files of every MP4 layout rekolab writes
+    or reads, and trailing padding, are not joins."""
+    from conftest import MEDIA, need
+    from rekolab.testing import encoded_video
+    from rekolab.video.container import joined_file_at, scan_packets
+    from rekolab.video.decode import VideoDecodeError
+    from rekolab.video.every_frame import every_frame_plan
+
+    HAMILTON = need(MEDIA / "video" / "short_hamilton_clip.mp4")
+    mov = "mov,mp4,m4a,3gp,3g2,mj2"
+    layouts = {
+        "plain.mp4": HAMILTON,
+        "fast.mp4": remuxed(HAMILTON, tmp_path / "fast.mp4", "mp4", options={"movflags": "faststart"}),
+        "frag.mp4": remuxed(HAMILTON, tmp_path / "frag.mp4", "mp4",
+                            options={"movflags": "frag_keyframe+empty_moov"}),
+        "a.mov": remuxed(HAMILTON, tmp_path / "a.mov", "mov"),
+        "small.mp4": encoded_video(tmp_path / "small.mp4", frames=10),
+    }
+    for name, one in layouts.items():
+        data = one.read_bytes()
+        assert joined_file_at(one, mov) is None, name
+        padded = tmp_path / f"padded-{name}"
+        padded.write_bytes(data + b"\0" * 4096)  # a box of size 0: "to the end of the file"
+        assert joined_file_at(padded, mov) is None, name
+        joined = tmp_path / f"joined-{name}"
+        joined.write_bytes(data + data)
+        assert joined_file_at(joined, mov) == len(data), name
+        assert joined_file_at(joined, "mpegts") is None  # only ISO BMFF is walked
+        message = scan_packets(joined).missing()
+        assert message.startswith("the file holds more than one MP4/MOV file joined end to end"), message
+        assert f"starts at byte {len(data)} of {2 * len(data)} (50.0% of the file)" in message, message
+        with pytest.raises(VideoDecodeError, match="joined end to end"):
+            plan(joined, 1)
+        with pytest.raises(VideoDecodeError, match="joined end to end"):
+            every_frame_plan(joined)
+    # A 64-bit box size is followed; a header that makes no sense ends the walk (FFmpeg decides).
+    ftyp = (20).to_bytes(4, "big") + b"ftypisom" + b"\0" * 8
+    big = (1).to_bytes(4, "big") + b"free" + (24).to_bytes(8, "big") + b"\0" * 8
+    odd = tmp_path / "boxes.mp4"
+    odd.write_bytes(ftyp + big + ftyp)
+    assert joined_file_at(odd, mov) == 20 + 24
+    odd.write_bytes(ftyp + (3).to_bytes(4, "big") + b"junk" + ftyp)
+    assert joined_file_at(odd, mov) is None

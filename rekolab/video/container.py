@@ -11,6 +11,10 @@
   (``mdat`` truncated, the ``moov`` index intact) promises frames it no longer has;
   a job on it ends FAILED saying how much is missing, the same on every run, instead
   of succeeding with part of the video unanalysed.
+* :func:`joined_file_at` — where a second MP4/MOV file starts in one (``cat a.mp4 b.mp4``):
+  FFmpeg goes by the first file's index and never looks past it (a fragmented file's
+  second half comes back with its times starting again), so without this check a job
+  would succeed on the first file alone. Only the top-level box headers are read.
 
 FFmpeg's own messages are logged, never shown: errors say in words
 what is wrong with the file.
@@ -25,8 +29,8 @@ from pathlib import Path
 from ..errors import InvalidParameterException, VideoTooLargeException
 from ..models import require
 
-__all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "probe", "restart_message",
-           "RestartWatch", "scan_packets"]
+__all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "joined_file_at",
+           "joined_message", "probe", "restart_message", "RestartWatch", "scan_packets"]
 
 log = logging.getLogger("rekolab.video")
 
@@ -171,6 +175,57 @@ def restart_message(after_ms: int) -> str:
             "one timeline (MPEG-TS: ffmpeg -i in.ts -c copy out.mp4)")
 
 
+#: Top-level boxes read looking for a second file: a fragmented MP4 has two per fragment
+#: (moof, mdat), so this covers six hours of one-second fragments with room to spare.
+_MAX_BOXES = 200_000
+
+
+def joined_file_at(path: str | Path, format_name: str) -> int | None:
+    """The byte offset where a second ISO BMFF file (MP4, MOV, 3GP) starts inside ``path``:
+    a top-level ``ftyp`` after the first box, or a second top-level ``moov``; None where there
+    is none, or the file is not ISO BMFF (``format_name``: FFmpeg's demuxer name, e.g.
+    ``"mov,mp4,m4a,3gp,3g2,mj2"``). Reads 16 bytes per top-level box; a box header that
+    makes no sense ends the walk (what FFmpeg makes of the file then decides)."""
+    if "mp4" not in format_name and "mov" not in format_name:
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            pos, moov_seen = 0, False
+            for n in range(_MAX_BOXES):
+                if pos + 8 > size:
+                    return None
+                f.seek(pos)
+                head = f.read(16)
+                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if length == 1 and len(head) == 16:  # 64-bit size
+                    length = int.from_bytes(head[8:16], "big")
+                    if length < 16:
+                        return None
+                elif length == 0:  # the box runs to the end of the file
+                    return None
+                elif length < 8:
+                    return None
+                if (kind == b"ftyp" and n > 0) or (kind == b"moov" and moov_seen):
+                    return pos
+                moov_seen = moov_seen or kind == b"moov"
+                pos += length
+    except OSError as exc:
+        log.info("reading the boxes of %s stopped: %r", path, exc)
+    return None
+
+
+def joined_message(at: int, size: int, first_ms: int | None) -> str:
+    """Why a file holding two MP4/MOV files one after the other is not analysed."""
+    first = f", after the first one's {first_ms} ms" if first_ms else ""
+    return (f"the file holds more than one MP4/MOV file joined end to end (cat a.mp4 b.mp4?): a second one "
+            f"starts at byte {at} of {size} ({100 * (size - at) / size:.1f}% of the file){first}. FFmpeg goes by "
+            "the first file's index, so the second's frames would be left out (or, fragmented, placed at the "
+            "wrong times); join videos into one timeline instead "
+            "(ffmpeg -f concat -safe 0 -i list.txt -c copy out.mp4), or give each file on its own")
+
+
 class RestartWatch:
     """Watches frame times in decode order for a second timeline (``cat a.ts b.ts``): a
     keyframe more than ``one_second`` (in the times' unit) before a frame already seen.
@@ -204,6 +259,9 @@ class PacketScan:
     counts_from_zero: bool = False
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
     keyframes: tuple = ()
+    #: where a second MP4/MOV file starts (bytes; :func:`joined_file_at`), and the file's size
+    joined_at: int | None = None
+    file_size: int = 0
 
     @property
     def start_ms(self) -> int:
@@ -217,7 +275,10 @@ class PacketScan:
 
     def missing(self) -> str | None:
         """A sentence saying how much of the declared video is absent, or would not be
-        analysed (the part after a timestamp restart), or None."""
+        analysed (the part after a timestamp restart, or a second file joined to the
+        first), or None."""
+        if self.joined_at is not None:
+            return joined_message(self.joined_at, self.file_size, self.declared_ms)
         if self.restart_ms is not None:
             return restart_message(self.restart_ms)
         present = len(self.pts)
@@ -281,6 +342,8 @@ def scan_packets(path: str | Path) -> PacketScan:
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
                           restart_ms=restart_ms, keyframes=tuple(sorted(keyframes)),
-                          counts_from_zero="matroska" in container.format.name)
+                          counts_from_zero="matroska" in container.format.name,
+                          joined_at=joined_file_at(path, container.format.name),
+                          file_size=Path(path).stat().st_size)
     finally:
         container.close()

@@ -21,7 +21,8 @@ analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
   pixels but cost a third more CPU, which the analysis thread needs (measured on
   2 cores: 0.40 against 0.55 CPU-s for the Hamilton clip's decode);
 * a file that decodes fewer frames than its container promises (truncated or
-  corrupt), or whose frame times start again (streams joined end to end), raises
+  corrupt), whose frame times start again (streams joined end to end), or that
+  holds a second MP4/MOV file after the first (``cat a.mp4 b.mp4``), raises
   :class:`~rekolab.video.decode.VideoDecodeError`: a job never succeeds with part of
   its video missing.
 """
@@ -35,7 +36,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import RestartWatch, restart_message
+from .container import RestartWatch, joined_file_at, joined_message, restart_message
 from .decode import FrameBatch, VideoDecodeError, prefetched
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
@@ -69,6 +70,8 @@ class EveryFramePlan:
             raise VideoDecodeError(f"cannot read the video's packets: {exc}") from None
         if self.count == 0:
             raise VideoDecodeError("the video has no frames")
+        if self._joined_at is not None:
+            raise VideoDecodeError(joined_message(self._joined_at, self.path.stat().st_size, self._declared_ms))
 
     def _count_packets(self, container) -> None:
         stream = container.streams.video[0]
@@ -77,6 +80,9 @@ class EveryFramePlan:
                                               self.max_width)
         self._stored = (self.width, self.height)  # until the first frame says it is rotated
         self.count = sum(1 for p in container.demux(stream) if p.size)
+        self._joined_at = joined_file_at(self.path, container.format.name)
+        self._declared_ms = (int(stream.duration * Fraction(stream.time_base) * 1000)
+                             if stream.duration is not None and stream.time_base is not None else None)
 
     def __len__(self) -> int:
         return self.count
