@@ -293,20 +293,47 @@ def test_mp4_files_joined_end_to_end_are_found_by_their_boxes(tmp_path):
         assert joined_file_at(padded, mov) is None, name
         joined = tmp_path / f"joined-{name}"
         joined.write_bytes(data + data)
-        assert joined_file_at(joined, mov) == len(data), name
+        assert joined_file_at(joined, mov) == (len(data), b"ftyp"), name
         assert joined_file_at(joined, "mpegts") is None  # only ISO BMFF is walked
         message = scan_packets(joined).missing()
         assert message.startswith("the file holds more than one MP4/MOV file joined end to end"), message
-        assert f"starts at byte {len(data)} of {2 * len(data)} (50.0% of the file)" in message, message
+        assert f"a second one starts at byte {len(data)} of {2 * len(data)} (the last 50.0% of the file)" \
+            in message, message
         with pytest.raises(VideoDecodeError, match="joined end to end"):
             plan(joined, 1)
         with pytest.raises(VideoDecodeError, match="joined end to end"):
             every_frame_plan(joined)
+    # A signature (Motion JPEG 2000's "jP  ") or a padding box may come before the ftyp: one file.
+    # Fragment offsets here are relative to their moof, so the file stays whole and valid.
+    rel = remuxed(HAMILTON, tmp_path / "rel.mp4", "mp4",
+                  options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}).read_bytes()
+    for lead in [(12).to_bytes(4, "big") + b"jP  " + b"\r\n\x87\n", (8).to_bytes(4, "big") + b"free",
+                 (8).to_bytes(4, "big") + b"wide"]:
+        led = tmp_path / "led.mp4"
+        led.write_bytes(lead + rel)
+        assert joined_file_at(led, mov) is None and scan_packets(led).missing() is None, lead[4:8]
+        assert len(plan(led, 1)) == 10
+        led.write_bytes((lead + rel) * 2)
+        assert joined_file_at(led, mov) == (2 * len(lead) + len(rel), b"ftyp"), lead[4:8]  # its ftyp
+    # An old QuickTime file has no ftyp: two joined are told by their second index (moov).
+    mov_data = layouts["a.mov"].read_bytes()
+    assert mov_data[4:8] == b"ftyp"
+    bare = (b"\0\0\0" + bytes([mov_data[3]]) + b"free" + mov_data[8:])  # the ftyp turned into padding
+    old = tmp_path / "old.mov"
+    old.write_bytes(bare)
+    assert joined_file_at(old, mov) is None and scan_packets(old).missing() is None
+    old.write_bytes(bare * 2)
+    at, kind = joined_file_at(old, mov)
+    assert kind == b"moov" and at > len(bare)
+    assert f"a second index (moov) starts at byte {at} of {2 * len(bare)}" in scan_packets(old).missing()
     # A 64-bit box size is followed; a header that makes no sense ends the walk (FFmpeg decides).
     ftyp = (20).to_bytes(4, "big") + b"ftypisom" + b"\0" * 8
+    mdat = (8).to_bytes(4, "big") + b"mdat"
     big = (1).to_bytes(4, "big") + b"free" + (24).to_bytes(8, "big") + b"\0" * 8
     odd = tmp_path / "boxes.mp4"
-    odd.write_bytes(ftyp + big + ftyp)
-    assert joined_file_at(odd, mov) == 20 + 24
-    odd.write_bytes(ftyp + (3).to_bytes(4, "big") + b"junk" + ftyp)
+    odd.write_bytes(ftyp + mdat + big + ftyp)
+    assert joined_file_at(odd, mov) == (20 + 8 + 24, b"ftyp")
+    odd.write_bytes(ftyp + big + ftyp)  # no media before the second ftyp: not two files
+    assert joined_file_at(odd, mov) is None
+    odd.write_bytes(ftyp + mdat + (3).to_bytes(4, "big") + b"junk" + ftyp)
     assert joined_file_at(odd, mov) is None

@@ -180,20 +180,22 @@ def restart_message(after_ms: int) -> str:
 _MAX_BOXES = 200_000
 
 
-def joined_file_at(path: str | Path, format_name: str) -> int | None:
-    """The byte offset where a second ISO BMFF file (MP4, MOV, 3GP) starts inside ``path``:
-    a top-level ``ftyp`` after the first box, or a second top-level ``moov``; None where there
-    is none, or the file is not ISO BMFF (``format_name``: FFmpeg's demuxer name, e.g.
-    ``"mov,mp4,m4a,3gp,3g2,mj2"``). Reads 16 bytes per top-level box; a box header that
-    makes no sense ends the walk (what FFmpeg makes of the file then decides)."""
+def joined_file_at(path: str | Path, format_name: str) -> tuple[int, bytes] | None:
+    """Where a second ISO BMFF file (MP4, MOV, 3GP) starts inside ``path``, as ``(byte offset,
+    box type)``: a top-level ``ftyp`` after the first file's media (``moov``, ``mdat`` or
+    ``moof``) has been seen, or else a second top-level ``moov`` (old QuickTime files have no
+    ``ftyp``; then the offset is the second index's, not the second file's start). None where
+    there is none, or the file is not ISO BMFF (``format_name``: FFmpeg's demuxer name, e.g.
+    ``"mov,mp4,m4a,3gp,3g2,mj2"``). A file may start with a signature (``jP  ``) or padding
+    box before its ``ftyp``. Reads 16 bytes per top-level box; a header that makes no sense
+    ends the walk (what FFmpeg makes of the file then decides)."""
     if "mp4" not in format_name and "mov" not in format_name:
         return None
     try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            pos, moov_seen = 0, False
-            for n in range(_MAX_BOXES):
+        with open(path, "rb", buffering=0) as f:
+            size = f.seek(0, 2)
+            pos, moov_seen, media_seen = 0, False, False
+            for _ in range(_MAX_BOXES):
                 if pos + 8 > size:
                     return None
                 f.seek(pos)
@@ -207,23 +209,29 @@ def joined_file_at(path: str | Path, format_name: str) -> int | None:
                     return None
                 elif length < 8:
                     return None
-                if (kind == b"ftyp" and n > 0) or (kind == b"moov" and moov_seen):
-                    return pos
+                if (kind == b"ftyp" and media_seen) or (kind == b"moov" and moov_seen):
+                    return pos, kind
                 moov_seen = moov_seen or kind == b"moov"
+                media_seen = media_seen or kind in (b"moov", b"mdat", b"moof")
                 pos += length
+            log.info("%s: stopped looking for a second file after %d top-level boxes", path, _MAX_BOXES)
     except OSError as exc:
         log.info("reading the boxes of %s stopped: %r", path, exc)
     return None
 
 
-def joined_message(at: int, size: int, first_ms: int | None) -> str:
-    """Why a file holding two MP4/MOV files one after the other is not analysed."""
+def joined_message(joined: tuple[int, bytes], size: int, first_ms: int | None) -> str:
+    """Why a file holding two MP4/MOV files one after the other is not analysed
+    (``joined``: what :func:`joined_file_at` found)."""
+    at, kind = joined
     first = f", after the first one's {first_ms} ms" if first_ms else ""
-    return (f"the file holds more than one MP4/MOV file joined end to end (cat a.mp4 b.mp4?): a second one "
-            f"starts at byte {at} of {size} ({100 * (size - at) / size:.1f}% of the file){first}. FFmpeg goes by "
-            "the first file's index, so the second's frames would be left out (or, fragmented, placed at the "
-            "wrong times); join videos into one timeline instead "
-            "(ffmpeg -f concat -safe 0 -i list.txt -c copy out.mp4), or give each file on its own")
+    where = (f"a second one starts at byte {at} of {size}" if kind == b"ftyp" else
+             f"a second index (moov) starts at byte {at} of {size}")
+    return (f"the file holds more than one MP4/MOV file joined end to end (cat a.mp4 b.mp4?): {where} "
+            f"(the last {100 * (size - at) / size:.1f}% of the file){first}. FFmpeg goes by the first file's "
+            "index, so the second's frames would be left out (or, fragmented, placed at the wrong times); "
+            "join videos into one timeline instead (ffmpeg -f concat -safe 0 -i list.txt -c copy out.mp4), "
+            "or give each file on its own")
 
 
 class RestartWatch:
@@ -259,8 +267,8 @@ class PacketScan:
     counts_from_zero: bool = False
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
     keyframes: tuple = ()
-    #: where a second MP4/MOV file starts (bytes; :func:`joined_file_at`), and the file's size
-    joined_at: int | None = None
+    #: where a second MP4/MOV file starts (:func:`joined_file_at`), and the file's size
+    joined_at: tuple | None = None
     file_size: int = 0
 
     @property
