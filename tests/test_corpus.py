@@ -136,6 +136,9 @@ CASES = [
     ("ts-joined-end-to-end", "joined.ts", lambda p: p.write_bytes(
         t.remuxed(need(HAMILTON), p.with_suffix(".one.ts"), "mpegts").read_bytes() * 2), FAILED,
      "timestamps start again after 9175 ms"),
+    ("ts-short-clips-joined", "joinedshort.ts", lambda p: p.write_bytes(t.encoded_video(
+        p.with_suffix(".one.ts"), frames=20, fps=25, fmt="mpegts").read_bytes() * 2), FAILED,
+     "timestamps repeat: two frames are at 0 ms"),
     ("mp4-joined-end-to-end", "joined.mp4", lambda p: p.write_bytes(need(HAMILTON).read_bytes() * 2), FAILED,
      "joined end to end (cat a.mp4 b.mp4?): a second one starts at byte 613928 of 1227856 (the last 50.0%"),
     ("fragmented-mp4-joined", "joinedfrag.mp4", lambda p: p.write_bytes(t.remuxed(

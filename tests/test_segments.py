@@ -233,6 +233,10 @@ def test_streams_joined_end_to_end_fail_the_job(home, tmp_path):
     job = rk.start_segment_detection(joined, ["SHOT"]).wait(progress=False)
     assert job.status == "FAILED" and "timestamps start again after 91" in job.status_message, job.status_message
     assert "Segments" not in job._client.get_segment_detection(JobId=job.id)
+    from rekolab.testing import encoded_video  # an AVI keeps decode-order times: B-frames come out of order
+    avi = encoded_video(tmp_path / "b.avi", frames=40, fps=25, fmt="avi")
+    job = rk.start_segment_detection(avi, ["SHOT"]).wait(progress=False)
+    assert job.status == "FAILED" and "not in presentation order" in job.status_message, job.status_message
     mp4 = tmp_path / "joined.mp4"
     mp4.write_bytes(need(VIDEO / "short_hamilton_clip.mp4").read_bytes() * 2)  # FFmpeg reads the first alone
     job = rk.start_segment_detection(mp4, ["SHOT"]).wait(progress=False)

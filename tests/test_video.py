@@ -238,8 +238,10 @@ def test_every_frame_decoder_beats_per_packet(tmp_path, monkeypatch):
 def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
     """x264's B-frames at 1 fps go back seconds in decode order (and Matroska leaves the first
     packets' DTS unset), one frame every 10 s more so: no restart for either decoder. AVI's
-    frame times are in decode order and H.264 in MPEG-PS gives most frames none: the
-    every-frame decoder (segment detection) decodes them as before. Two copies of a TS one
+    frame times are in decode order: with B-frames its frames come out with times that go
+    back, which the every-frame decoder (segment detection) refuses with a remux hint instead
+    of giving segments out of order; without B-frames it decodes them. H.264 in MPEG-PS gives
+    most frames no time (and two frames the same one): decoded as before. Two copies of a TS one
     after the other are a restart for both."""
     from rekolab.testing import encoded_video
     from rekolab.video.container import scan_packets
@@ -254,13 +256,28 @@ def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
         scan = scan_packets(video)
         assert scan.restart_ms is None and scan.missing() is None, (name, scan.missing())
         assert len(plan(video, 1)) == 10 and every(video) == 10, name
-    for name, fmt, fps, n in [("b.avi", "avi", 1, 10), ("h264.mpg", "mpeg", 25, 40)]:
-        assert every(encoded_video(tmp_path / name, frames=n, fps=fps, fmt=fmt)) == n, name
+    for fps in (1, 25):
+        with pytest.raises(VideoDecodeError, match="not in presentation order .* remux it to MP4"):
+            every(encoded_video(tmp_path / f"b{fps}.avi", frames=10, fps=fps, fmt="avi"))
+    intra = encoded_video(tmp_path / "intra.avi", frames=10, fps=1, fmt="avi", options={"x264-params": "bframes=0"})
+    ms = [int(t) for b in every_frame_plan(intra).batches(batch_size=8) for t in b.timestamps_ms]
+    assert ms == [ms[0] + 1000 * i for i in range(10)], ms  # in order, one second apart
+    assert every(encoded_video(tmp_path / "h264.mpg", frames=40, fps=25, fmt="mpeg")) == 40
     one = encoded_video(tmp_path / "one.ts", frames=40, fps=25, fmt="mpegts")
     joined = tmp_path / "joined.ts"
     joined.write_bytes(one.read_bytes() * 2)
     assert scan_packets(one).restart_ms is None and scan_packets(joined).restart_ms == 1600
     with pytest.raises(VideoDecodeError, match="timestamps start again after 15"):
+        every(joined)
+    # Two 0.8 s clips: the second starts again less than a second before the first ends, so
+    # no keyframe is a second back; the packets' times repeat, and decoded frames go back.
+    short = encoded_video(tmp_path / "short.ts", frames=20, fps=25, fmt="mpegts")
+    joined.write_bytes(short.read_bytes() * 2)
+    assert scan_packets(short).missing() is None
+    assert "timestamps repeat: two frames are at 0 ms" in scan_packets(joined).missing()
+    with pytest.raises(VideoDecodeError, match="timestamps repeat"):
+        plan(joined, 5)
+    with pytest.raises(VideoDecodeError, match="not in presentation order"):
         every(joined)
 
 

@@ -30,7 +30,7 @@ from ..errors import InvalidParameterException, VideoTooLargeException
 from ..models import require
 
 __all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "joined_file_at",
-           "joined_message", "probe", "restart_message", "RestartWatch", "scan_packets"]
+           "joined_message", "out_of_order_message", "probe", "restart_message", "RestartWatch", "scan_packets"]
 
 log = logging.getLogger("rekolab.video")
 
@@ -234,6 +234,12 @@ def joined_message(joined: tuple[int, bytes], size: int, first_ms: int | None) -
             "or give each file on its own")
 
 
+def out_of_order_message() -> str:
+    """Why a video whose decoded frames come out with times that go back is not analysed."""
+    return ("the video's frame times are not in presentation order (for example an AVI with B-frames, "
+            "or two streams joined end to end); remux it to MP4, e.g. ffmpeg -i in.avi -c copy out.mp4")
+
+
 class RestartWatch:
     """Watches frame times in decode order for a second timeline (``cat a.ts b.ts``): a
     keyframe more than ``one_second`` (in the times' unit) before a frame already seen.
@@ -263,6 +269,9 @@ class PacketScan:
     end_ms: int  # where the last complete packet ends, from the first frame
     #: where the packet times start again (ms from the first frame): streams joined end to end
     restart_ms: int | None = None
+    #: the earliest frame time (ms from the first frame) that two packets share: a second part
+    #: that starts again less than a second before the first ends (``cat a.ts a.ts`` of short clips)
+    repeat_ms: int | None = None
     #: the container's duration counts from time zero, not from the first frame (Matroska)
     counts_from_zero: bool = False
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
@@ -289,6 +298,10 @@ class PacketScan:
             return joined_message(self.joined_at, self.file_size, self.declared_ms)
         if self.restart_ms is not None:
             return restart_message(self.restart_ms)
+        if self.repeat_ms is not None:
+            return (f"the video's timestamps repeat: two frames are at {self.repeat_ms} ms (streams joined "
+                    "end to end?), so the frames could not be placed in time; split it where the second "
+                    "part starts, or remux it into one timeline (MPEG-TS: ffmpeg -i in.ts -c copy out.mp4)")
         present = len(self.pts)
         if self.declared_frames and present < self.declared_frames:
             lost = self.declared_frames - present
@@ -340,16 +353,18 @@ def scan_packets(path: str | Path) -> PacketScan:
         except Exception as exc:  # a demuxer error part-way: what was read is what is present
             log.info("demuxing %s stopped: %r", path, exc)
         pts.sort()
+        repeats = [a for a, b in zip(pts, pts[1:]) if a == b]
         start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
         end_ms = 0 if end is None else int((end - start) * time_base * 1000)
         restart_ms = None if restart is None else int((restart - start) * time_base * 1000)
+        repeat_ms = int((repeats[0] - start) * time_base * 1000) if repeats else None
         declared_ms = None
         if stream.duration is not None or len(container.streams) == 1:
             # A container-wide duration also covers audio; trust it only alone.
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
-                          restart_ms=restart_ms, keyframes=tuple(sorted(keyframes)),
+                          restart_ms=restart_ms, repeat_ms=repeat_ms, keyframes=tuple(sorted(keyframes)),
                           counts_from_zero="matroska" in container.format.name,
                           joined_at=joined_file_at(path, container.format.name),
                           file_size=Path(path).stat().st_size)

@@ -52,7 +52,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import MAX_DURATION_MS, VideoMetadata, probe, scan_packets
+from .container import MAX_DURATION_MS, VideoMetadata, out_of_order_message, probe, scan_packets
 
 __all__ = [
     "DEFAULT_SAMPLE_RATE",
@@ -376,9 +376,7 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
                     if target is not None and k_next == 0 and pts > first:
                         return False  # the seek landed past the first sampled frame
                     if last_pts is not None and pts <= last_pts:
-                        raise VideoDecodeError(
-                            "the video's frame times are not in presentation order (for example an "
-                            "AVI with B-frames); remux it to MP4, e.g. ffmpeg -i in.avi -c copy out.mp4")
+                        raise VideoDecodeError(out_of_order_message())
                     last_pts = pts
                     k = want.get(pts)
                     if k is None:

@@ -21,8 +21,9 @@ analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
   pixels but cost a third more CPU, which the analysis thread needs (measured on
   2 cores: 0.40 against 0.55 CPU-s for the Hamilton clip's decode);
 * a file that decodes fewer frames than its container promises (truncated or
-  corrupt), whose frame times start again (streams joined end to end), or that
-  holds a second MP4/MOV file after the first (``cat a.mp4 b.mp4``), raises
+  corrupt), whose frame times start again (streams joined end to end) or go back
+  (decode-order times: an AVI with B-frames), or that holds a second MP4/MOV file
+  after the first (``cat a.mp4 b.mp4``), raises
   :class:`~rekolab.video.decode.VideoDecodeError`: a job never succeeds with part of
   its video missing.
 """
@@ -36,7 +37,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import RestartWatch, joined_file_at, joined_message, restart_message
+from .container import RestartWatch, joined_file_at, joined_message, out_of_order_message, restart_message
 from .decode import FrameBatch, VideoDecodeError, prefetched
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
@@ -102,7 +103,7 @@ class EveryFramePlan:
                 tb = Fraction(stream.time_base)
                 # swscale on this thread (see the module docstring).
                 sws = {"threads": 1}
-                start, watch = stream.start_time, RestartWatch(1000)
+                start, watch, last_pts = stream.start_time, RestartWatch(1000), None
                 for frame in _decoded(container, stream, beat):
                     if stop is not None and stop.is_set():
                         return
@@ -110,8 +111,16 @@ class EveryFramePlan:
                     if start is None:
                         start = pts or 0
                     ms = (pts - start) * tb.numerator * 1000 // tb.denominator if pts is not None else 0
-                    if frame.pts is not None and watch.starts_again(ms, frame.key_frame):
-                        raise VideoDecodeError(restart_message(watch.latest))
+                    if frame.pts is not None:
+                        if watch.starts_again(ms, frame.key_frame):
+                            raise VideoDecodeError(restart_message(watch.latest))
+                        # Frames come out in presentation order: a time that goes back is a
+                        # container that stores decode-order times (AVI with B-frames), or a
+                        # second stream starting less than a second before the first ends.
+                        # (H.264 in MPEG-PS can give two frames the same time: not refused.)
+                        if last_pts is not None and frame.pts < last_pts:
+                            raise VideoDecodeError(out_of_order_message())
+                        last_pts = frame.pts
                     if n == 0:
                         self._orient(frame)
                     try:
