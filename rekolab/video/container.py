@@ -30,7 +30,7 @@ from ..errors import InvalidParameterException, VideoTooLargeException
 from ..models import require
 
 __all__ = ["MIN_FRAME_SIDE", "MAX_DURATION_MS", "VideoMetadata", "PacketScan", "joined_file_at",
-           "joined_message", "out_of_order_message", "probe", "restart_message", "RestartWatch", "scan_packets"]
+           "joined_files", "out_of_order_message", "probe", "restart_message", "RestartWatch", "scan_packets"]
 
 log = logging.getLogger("rekolab.video")
 
@@ -220,10 +220,15 @@ def joined_file_at(path: str | Path, format_name: str) -> tuple[int, bytes] | No
     return None
 
 
-def joined_message(joined: tuple[int, bytes], size: int, first_ms: int | None) -> str:
-    """Why a file holding two MP4/MOV files one after the other is not analysed
-    (``joined``: what :func:`joined_file_at` found)."""
+def joined_files(path: str | Path, container, stream) -> str | None:
+    """A sentence saying that ``path`` (opened as ``container``, its video ``stream``) holds
+    two MP4/MOV files one after the other (:func:`joined_file_at`), or None."""
+    joined = joined_file_at(path, container.format.name)
+    if joined is None:
+        return None
     at, kind = joined
+    size = Path(path).stat().st_size
+    first_ms = _declared_ms(container, stream)
     first = f", after the first one's {first_ms} ms" if first_ms else ""
     where = (f"a second one starts at byte {at} of {size}" if kind == b"ftyp" else
              f"a second index (moov) starts at byte {at} of {size}")
@@ -276,9 +281,8 @@ class PacketScan:
     counts_from_zero: bool = False
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
     keyframes: tuple = ()
-    #: where a second MP4/MOV file starts (:func:`joined_file_at`), and the file's size
-    joined_at: tuple | None = None
-    file_size: int = 0
+    #: why the file is two MP4/MOV files one after the other (:func:`joined_files`), or None
+    joined: str | None = None
 
     @property
     def start_ms(self) -> int:
@@ -294,8 +298,8 @@ class PacketScan:
         """A sentence saying how much of the declared video is absent, or would not be
         analysed (the part after a timestamp restart, or a second file joined to the
         first), or None."""
-        if self.joined_at is not None:
-            return joined_message(self.joined_at, self.file_size, self.declared_ms)
+        if self.joined is not None:
+            return self.joined
         if self.restart_ms is not None:
             return restart_message(self.restart_ms)
         if self.repeat_ms is not None:
@@ -353,11 +357,11 @@ def scan_packets(path: str | Path) -> PacketScan:
         except Exception as exc:  # a demuxer error part-way: what was read is what is present
             log.info("demuxing %s stopped: %r", path, exc)
         pts.sort()
-        repeats = [a for a, b in zip(pts, pts[1:]) if a == b]
+        repeat = next((a for a, b in zip(pts, pts[1:]) if a == b), None)
         start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
         end_ms = 0 if end is None else int((end - start) * time_base * 1000)
         restart_ms = None if restart is None else int((restart - start) * time_base * 1000)
-        repeat_ms = int((repeats[0] - start) * time_base * 1000) if repeats else None
+        repeat_ms = None if repeat is None else int((repeat - start) * time_base * 1000)
         declared_ms = None
         if stream.duration is not None or len(container.streams) == 1:
             # A container-wide duration also covers audio; trust it only alone.
@@ -366,7 +370,6 @@ def scan_packets(path: str | Path) -> PacketScan:
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
                           restart_ms=restart_ms, repeat_ms=repeat_ms, keyframes=tuple(sorted(keyframes)),
                           counts_from_zero="matroska" in container.format.name,
-                          joined_at=joined_file_at(path, container.format.name),
-                          file_size=Path(path).stat().st_size)
+                          joined=joined_files(path, container, stream))
     finally:
         container.close()

@@ -37,7 +37,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import RestartWatch, joined_file_at, joined_message, out_of_order_message, restart_message
+from .container import RestartWatch, joined_files, out_of_order_message, restart_message
 from .decode import FrameBatch, VideoDecodeError, prefetched
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
@@ -71,8 +71,8 @@ class EveryFramePlan:
             raise VideoDecodeError(f"cannot read the video's packets: {exc}") from None
         if self.count == 0:
             raise VideoDecodeError("the video has no frames")
-        if self._joined_at is not None:
-            raise VideoDecodeError(joined_message(self._joined_at, self.path.stat().st_size, self._declared_ms))
+        if self._joined is not None:
+            raise VideoDecodeError(self._joined)
 
     def _count_packets(self, container) -> None:
         stream = container.streams.video[0]
@@ -81,9 +81,7 @@ class EveryFramePlan:
                                               self.max_width)
         self._stored = (self.width, self.height)  # until the first frame says it is rotated
         self.count = sum(1 for p in container.demux(stream) if p.size)
-        self._joined_at = joined_file_at(self.path, container.format.name)
-        self._declared_ms = (int(stream.duration * Fraction(stream.time_base) * 1000)
-                             if stream.duration is not None and stream.time_base is not None else None)
+        self._joined = joined_files(self.path, container, stream)
 
     def __len__(self) -> int:
         return self.count
