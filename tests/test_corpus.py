@@ -156,6 +156,8 @@ CASES = [
     *[(f"corrupt-middle-{int(a * 100)}", f"corrupt{int(a * 100)}.mp4",
        lambda p, a=a: t.corrupt_video(need(HAMILTON), p, at=a, length=20000), FAILED, "corrupt")
       for a in (0.05, 0.3, 0.6)],
+    ("h264-ps-small-frames", "h264small.mpg", _enc(frames=100, fps=25, fmt="mpeg"), FAILED,
+     "frames carry no timestamp of their own (H.264 in MPEG-PS"),
     # -- unusual but valid: analysed ---------------------------------------------------------------
     ("h264-10-bit", "h264_10.mp4", _enc(pix_fmt="yuv420p10le"), OK, ""),
     ("h264-yuv444", "h264_444.mp4", _enc(pix_fmt="yuv444p"), OK, ""),
@@ -167,6 +169,8 @@ CASES = [
     ("av1-webm", "av1.webm", _enc(codec="libsvtav1", size=(128, 96)), OK, ""),
     ("mjpeg-avi", "mjpeg.avi", _enc(codec="mjpeg", pix_fmt="yuvj420p"), OK, ""),
     ("mpeg2-ps", "mpeg2.mpg", _enc(codec="mpeg2video", fmt="mpeg"), OK, ""),
+    ("h264-ps", "h264.mpg", _enc(size=(1280, 720), frames=25, fps=25, fmt="mpeg"), OK, ""),
+    ("mkv-1200-fps", "fast1200.mkv", _enc(frames=300, fps=1200, fmt="matroska"), OK, ""),
     ("mpeg4-part2", "mpeg4.avi", _enc(codec="mpeg4"), OK, ""),
     ("mpeg-ts", "stream.ts", _enc(fmt="mpegts"), OK, ""),
     ("mp4-fragmented", "frag.mp4", lambda p: t.remuxed(need(HAMILTON), p, "mp4",

@@ -259,10 +259,11 @@ def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
     for fps in (1, 25):
         with pytest.raises(VideoDecodeError, match="not in presentation order .* remux it to MP4"):
             every(encoded_video(tmp_path / f"b{fps}.avi", frames=10, fps=fps, fmt="avi"))
+        with pytest.raises(VideoDecodeError, match="not in presentation order"):  # every frame sampled
+            list(plan(tmp_path / f"b{fps}.avi", fps).batches(8, 2))
     intra = encoded_video(tmp_path / "intra.avi", frames=10, fps=1, fmt="avi", options={"x264-params": "bframes=0"})
     ms = [int(t) for b in every_frame_plan(intra).batches(batch_size=8) for t in b.timestamps_ms]
     assert ms == [ms[0] + 1000 * i for i in range(10)], ms  # in order, one second apart
-    assert every(encoded_video(tmp_path / "h264.mpg", frames=40, fps=25, fmt="mpeg")) == 40
     one = encoded_video(tmp_path / "one.ts", frames=40, fps=25, fmt="mpegts")
     joined = tmp_path / "joined.ts"
     joined.write_bytes(one.read_bytes() * 2)
@@ -279,6 +280,44 @@ def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
         plan(joined, 5)
     with pytest.raises(VideoDecodeError, match="not in presentation order"):
         every(joined)
+
+
+def test_frames_without_a_time_of_their_own_and_frames_sharing_one(tmp_path):
+    """H.264 in MPEG-PS: FFmpeg's muxer puts several small frames in one PES packet, which
+    carries one time, so most frames of a small video come out with none (and a split packet's
+    two halves with the same one). Such a video fails in both decoders, saying so, instead of
+    its frames being numbered and timed by the timed ones alone; frames big enough to carry their
+    own times decode whole. Matroska stores whole milliseconds, so above 1000 fps two frames can
+    share a time: no decode-order time goes back, so that is no repeat, and the first stands."""
+    from rekolab.testing import encoded_video
+    from rekolab.video.container import scan_packets
+    from rekolab.video.decode import VideoDecodeError, plan
+    from rekolab.video.every_frame import EveryFramePlan
+
+    small = encoded_video(tmp_path / "small.mpg", frames=100, fps=25, size=(96, 64), fmt="mpeg")
+    scan = scan_packets(small)
+    assert scan.untimed > 50 and scan.untimed + len(scan.pts) == 100
+    with pytest.raises(VideoDecodeError, match=rf"^{scan.untimed} of the video's 100 frames carry no "
+                                               "timestamp .* re-encode it"):
+        plan(small, 1)
+    with pytest.raises(VideoDecodeError, match="frames carry no timestamp"):
+        EveryFramePlan(small)
+    big = encoded_video(tmp_path / "big.mpg", frames=50, fps=25, size=(1280, 720), fmt="mpeg")
+    scan = scan_packets(big)
+    assert (scan.untimed, scan.repeat_ms, scan.missing()) == (0, None, None)
+    for rate in (1, 2, 25):
+        sampled = plan(big, rate)
+        ms = [int(t) for b in sampled.batches(8, 2) for t in b.timestamps_ms]
+        assert ms == [40 * int(i) for i in sampled.indices] and len(ms) == {1: 2, 2: 4, 25: 50}[rate], (rate, ms)
+    assert sum(1 for _ in EveryFramePlan(big).frames()) == 50
+
+    fast = encoded_video(tmp_path / "fast.mkv", frames=300, fps=1200, size=(96, 64), fmt="matroska")
+    scan = scan_packets(fast)
+    assert scan.missing() is None and len(set(scan.pts)) < len(scan.pts) == 300  # shared ms
+    sampled = plan(fast, 2000)
+    ms = [int(t) for b in sampled.batches(16, 2) for t in b.timestamps_ms]
+    assert ms == sorted(set(ms)) and len(ms) == len(set(scan.pts)), ms[:10]
+    assert [n for n, _, _ in EveryFramePlan(fast).frames()] == list(range(300))
 
 
 def test_mp4_files_joined_end_to_end_are_found_by_their_boxes(tmp_path):

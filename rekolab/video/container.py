@@ -239,6 +239,13 @@ def joined_files(path: str | Path, container, stream) -> str | None:
             "or give each file on its own")
 
 
+def untimed_message(untimed: int, frames: int) -> str:
+    """Why a video some of whose frames carry no timestamp is not analysed."""
+    return (f"{untimed} of the video's {frames} frames carry no timestamp of their own (H.264 in MPEG-PS "
+            "puts several small frames in one packet, which carries one time), so they could not be "
+            "placed in time; re-encode it, e.g. ffmpeg -i in.mpg out.mp4")
+
+
 def out_of_order_message() -> str:
     """Why a video whose decoded frames come out with times that go back is not analysed."""
     return ("the video's frame times are not in presentation order (for example an AVI with B-frames, "
@@ -277,6 +284,9 @@ class PacketScan:
     #: the earliest frame time (ms from the first frame) that two packets share: a second part
     #: that starts again less than a second before the first ends (``cat a.ts a.ts`` of short clips)
     repeat_ms: int | None = None
+    #: packets holding a frame but no timestamp (H.264 in MPEG-PS packs several small frames
+    #: into one PES packet, which carries one time): such frames cannot be placed in time
+    untimed: int = 0
     #: the container's duration counts from time zero, not from the first frame (Matroska)
     counts_from_zero: bool = False
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
@@ -302,6 +312,8 @@ class PacketScan:
             return self.joined
         if self.restart_ms is not None:
             return restart_message(self.restart_ms)
+        if self.untimed:
+            return untimed_message(self.untimed, self.untimed + len(self.pts))
         if self.repeat_ms is not None:
             return (f"the video's timestamps repeat: two frames are at {self.repeat_ms} ms (streams joined "
                     "end to end?), so the frames could not be placed in time; split it where the second "
@@ -341,12 +353,21 @@ def scan_packets(path: str | Path) -> PacketScan:
     try:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base)
-        pts, end, keyframes = [], None, []
+        pts, end, keyframes, untimed, latest_dts, back = [], None, [], 0, None, False
         restart, watch = None, RestartWatch(int(1 / time_base) if time_base else 0)
         try:
             for p in container.demux(stream):
-                if p.pts is None or not p.size or p.is_corrupt:
+                if not p.size or p.is_corrupt:
                     continue
+                if p.pts is None:
+                    untimed += 1
+                    continue
+                # Decode times only go forward in one stream: one that goes back is a second
+                # part starting again. (Equal ones are not: MPEG-PS splits a packet in two with
+                # the same times; Matroska's whole-ms times round two frames above 1000 fps to one.)
+                if p.dts is not None:
+                    back = back or (latest_dts is not None and p.dts < latest_dts)
+                    latest_dts = p.dts if latest_dts is None else max(latest_dts, p.dts)
                 if watch.starts_again(p.pts, p.is_keyframe) and restart is None:
                     restart = end
                 pts.append(p.pts)
@@ -357,7 +378,7 @@ def scan_packets(path: str | Path) -> PacketScan:
         except Exception as exc:  # a demuxer error part-way: what was read is what is present
             log.info("demuxing %s stopped: %r", path, exc)
         pts.sort()
-        repeat = next((a for a, b in zip(pts, pts[1:]) if a == b), None)
+        repeat = next((a for a, b in zip(pts, pts[1:]) if a == b), None) if back else None
         start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
         end_ms = 0 if end is None else int((end - start) * time_base * 1000)
         restart_ms = None if restart is None else int((restart - start) * time_base * 1000)
@@ -368,7 +389,7 @@ def scan_packets(path: str | Path) -> PacketScan:
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
-                          restart_ms=restart_ms, repeat_ms=repeat_ms, keyframes=tuple(sorted(keyframes)),
+                          restart_ms=restart_ms, repeat_ms=repeat_ms, untimed=untimed, keyframes=tuple(sorted(keyframes)),
                           counts_from_zero="matroska" in container.format.name,
                           joined=joined_files(path, container, stream))
     finally:

@@ -220,6 +220,9 @@ def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE,
     frame_ms = np.asarray(scan.ms(), dtype=np.int64)
     pts = np.asarray(scan.pts, dtype=np.int64)
     indices = sampled_frames(frame_ms, first_decodable(pts, scan.keyframes), sample_rate)
+    # Frames sharing a time (Matroska stores whole ms: above 1000 fps two frames can) are told
+    # apart by nothing the decoder returns: the first of them stands for all.
+    indices = np.unique(np.searchsorted(pts, pts[indices]))
     return DecodePlan(path, indices, frame_ms[indices], pts[indices],
                       decode_size(meta.frame_width, meta.frame_height), scan.keyframes)
 
@@ -340,7 +343,7 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
     av = require("av", "video")
     want = {int(p): k for k, p in enumerate(plan.pts.tolist())}
     first, n = int(plan.pts[0]), len(want)
-    k_next, last_pts, first_packet = 0, None, True
+    k_next, last_pts, first_packet, dropped = 0, None, True, None
     try:
         with av.open(str(plan.path)) as container:
             stream = container.streams.video[0]
@@ -376,15 +379,20 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
                     if target is not None and k_next == 0 and pts > first:
                         return False  # the seek landed past the first sampled frame
                     if last_pts is not None and pts <= last_pts:
+                        if pts == last_pts:  # Matroska's whole ms above 1000 fps: the first stands
+                            continue
                         raise VideoDecodeError(out_of_order_message())
+                    if dropped is not None:
+                        raise VideoDecodeError(dropped)
                     last_pts = pts
                     k = want.get(pts)
                     if k is None:
                         continue
-                    if k > k_next:  # the decoder dropped a sampled frame
-                        raise VideoDecodeError(
-                            f"the decoder returned no frame at {_where(plan, k_next)}: the file is "
-                            "corrupt there")
+                    if k > k_next:  # the decoder dropped a sampled frame, or times are in decode
+                        # order (AVI with B-frames): the next frame's time tells which
+                        dropped = (f"the decoder returned no frame at {_where(plan, k_next)}: the file "
+                                   "is corrupt there")
+                        continue
                     yield k, convert(frame)
                     k_next += 1
                     if k_next == n:
@@ -394,6 +402,8 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
         raise VideoDecodeError(
             f"the video could not be decoded at {_where(plan, k_next)}: its data is corrupt or "
             "cut off there") from None
+    if dropped is not None:
+        raise VideoDecodeError(dropped)
     if k_next == 0 and target is not None:
         return False  # nothing came out after the seek
     raise VideoDecodeError(

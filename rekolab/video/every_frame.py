@@ -37,7 +37,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import RestartWatch, joined_files, out_of_order_message, restart_message
+from .container import RestartWatch, joined_files, out_of_order_message, restart_message, untimed_message
 from .decode import FrameBatch, VideoDecodeError, prefetched
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
@@ -73,6 +73,8 @@ class EveryFramePlan:
             raise VideoDecodeError("the video has no frames")
         if self._joined is not None:
             raise VideoDecodeError(self._joined)
+        if self.untimed:
+            raise VideoDecodeError(untimed_message(self.untimed, self.count))
 
     def _count_packets(self, container) -> None:
         stream = container.streams.video[0]
@@ -80,7 +82,11 @@ class EveryFramePlan:
         self.width, self.height = scaled_size(stream.codec_context.width, stream.codec_context.height,
                                               self.max_width)
         self._stored = (self.width, self.height)  # until the first frame says it is rotated
-        self.count = sum(1 for p in container.demux(stream) if p.size)
+        self.count = self.untimed = 0
+        for p in container.demux(stream):
+            if p.size:
+                self.count += 1
+                self.untimed += p.pts is None
         self._joined = joined_files(self.path, container, stream)
 
     def __len__(self) -> int:
@@ -115,7 +121,7 @@ class EveryFramePlan:
                         # Frames come out in presentation order: a time that goes back is a
                         # container that stores decode-order times (AVI with B-frames), or a
                         # second stream starting less than a second before the first ends.
-                        # (H.264 in MPEG-PS can give two frames the same time: not refused.)
+                        # (MPEG-PS splits a packet in two with one time: equal times are not refused.)
                         if last_pts is not None and frame.pts < last_pts:
                             raise VideoDecodeError(out_of_order_message())
                         last_pts = frame.pts
