@@ -162,6 +162,28 @@ def remuxed(source: str | Path, path: str | Path, fmt: str = "mp4", options: dic
     return path
 
 
+def untimed_ts(source: str | Path, path: str | Path, untimed: Iterable[int]) -> Path:
+    """``source``'s video remuxed to MPEG-TS, then the video PES packets numbered
+    ``untimed`` (1-based, in file order) stripped of their PTS and DTS, as the TS spec
+    allows (a PTS is required only every 0.7 s): their frames carry no time of their own.
+    The header bytes that held the times become stuffing (0xFF), so nothing moves."""
+    path = Path(path)
+    remuxed(source, path, "mpegts")
+    data, which, n = bytearray(path.read_bytes()), set(untimed), 0
+    for off in range(0, len(data) - 187, 188):
+        if data[off] != 0x47 or not data[off + 1] & 0x40:  # not the start of a payload unit
+            continue
+        at = off + 4 + (1 + data[off + 4] if (data[off + 3] >> 4) & 2 else 0)  # past the adaptation field
+        if data[at:at + 3] != b"\x00\x00\x01" or not 0xE0 <= data[at + 3] <= 0xEF:  # not a video PES
+            continue
+        n += 1
+        if n in which:
+            data[at + 7] &= 0x3F  # PTS_DTS_flags = 00
+            data[at + 9:at + 9 + data[at + 8]] = b"\xff" * data[at + 8]
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _remux_cut(source: str | Path, path: str | Path, keep: float, options: dict) -> Path:
     """``source``'s video stream remuxed to MP4 with muxer ``options``, cut to ``keep``."""
     path = Path(path)

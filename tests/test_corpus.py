@@ -157,8 +157,9 @@ CASES = [
        lambda p, a=a: t.corrupt_video(need(HAMILTON), p, at=a, length=20000), FAILED, "corrupt")
       for a in (0.05, 0.3, 0.6)],
     ("h264-ps-small-frames", "h264small.mpg", _enc(frames=100, fps=25, fmt="mpeg"), FAILED,
-     "frames carry no timestamp of their own (H.264 in MPEG-PS"),
+     "frames carry no timestamp of their own, and the other frames' times do not tell"),
     # -- unusual but valid: analysed ---------------------------------------------------------------
+    ("ts-pes-without-times", "untimed.ts", lambda p: t.untimed_ts(need(HAMILTON), p, {5, 6, 100}), OK, ""),
     ("h264-10-bit", "h264_10.mp4", _enc(pix_fmt="yuv420p10le"), OK, ""),
     ("h264-yuv444", "h264_444.mp4", _enc(pix_fmt="yuv444p"), OK, ""),
     ("h264-full-range", "h264_j.mp4", _enc(pix_fmt="yuvj420p"), OK, ""),

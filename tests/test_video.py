@@ -240,8 +240,8 @@ def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
     packets' DTS unset), one frame every 10 s more so: no restart for either decoder. AVI's
     frame times are in decode order: with B-frames its frames come out with times that go
     back, which the every-frame decoder (segment detection) refuses with a remux hint instead
-    of giving segments out of order; without B-frames it decodes them. H.264 in MPEG-PS gives
-    most frames no time (and two frames the same one): decoded as before. Two copies of a TS one
+    of giving segments out of order, as the sampled decoder does; without B-frames it decodes
+    them. Two copies of a TS one
     after the other are a restart for both."""
     from rekolab.testing import encoded_video
     from rekolab.video.container import scan_packets
@@ -256,11 +256,15 @@ def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
         scan = scan_packets(video)
         assert scan.restart_ms is None and scan.missing() is None, (name, scan.missing())
         assert len(plan(video, 1)) == 10 and every(video) == 10, name
-    for fps in (1, 25):
+    for fps, options in [(1, None), (25, None), (25, {"x264-params": "bframes=2:b-pyramid=none"})]:
+        # Without a B-pyramid frame times come out 0, 2, 3, 1: a sampled frame seems dropped
+        # twice before one goes back; the next keyframe would say it was.
+        avi = encoded_video(tmp_path / f"b{fps}{options is not None}.avi", frames=10, fps=fps, fmt="avi",
+                            options=options)
         with pytest.raises(VideoDecodeError, match="not in presentation order .* remux it to MP4"):
-            every(encoded_video(tmp_path / f"b{fps}.avi", frames=10, fps=fps, fmt="avi"))
+            every(avi)
         with pytest.raises(VideoDecodeError, match="not in presentation order"):  # every frame sampled
-            list(plan(tmp_path / f"b{fps}.avi", fps).batches(8, 2))
+            list(plan(avi, fps).batches(8, 2))
     intra = encoded_video(tmp_path / "intra.avi", frames=10, fps=1, fmt="avi", options={"x264-params": "bframes=0"})
     ms = [int(t) for b in every_frame_plan(intra).batches(batch_size=8) for t in b.timestamps_ms]
     assert ms == [ms[0] + 1000 * i for i in range(10)], ms  # in order, one second apart
@@ -283,20 +287,48 @@ def test_b_frames_at_low_frame_rates_are_no_timestamp_restart(tmp_path):
 
 
 def test_frames_without_a_time_of_their_own_and_frames_sharing_one(tmp_path):
-    """H.264 in MPEG-PS: FFmpeg's muxer puts several small frames in one PES packet, which
-    carries one time, so most frames of a small video come out with none (and a split packet's
-    two halves with the same one). Such a video fails in both decoders, saying so, instead of
-    its frames being numbered and timed by the timed ones alone; frames big enough to carry their
-    own times decode whole. Matroska stores whole milliseconds, so above 1000 fps two frames can
-    share a time: no decode-order time goes back, so that is no repeat, and the first stands."""
-    from rekolab.testing import encoded_video
+    """Frames whose packet carries no time (MPEG-TS needs a PTS only every 0.7 s) get the time
+    of the one-frame hole the others leave, in both decoders, so every frame keeps its number,
+    its time and its pixels; frames left over follow the last timed one. Where the times do
+    not tell where they go (a real gap as well), and in MPEG-PS (FFmpeg's muxer puts several
+    small H.264 frames in one packet, whose one time does not always go to the right frame),
+    the video fails, saying so,
+    instead of its frames being numbered and timed by the timed ones alone. Matroska stores
+    whole milliseconds, so above 1000 fps two frames can share a time: no decode-order time
+    goes back, so that is no repeat, and the first stands."""
+    from rekolab.testing import encoded_video, numbered_video, read_frame_number, untimed_ts
+    from rekolab.widgets.frames import FrameSource
     from rekolab.video.container import scan_packets
     from rekolab.video.decode import VideoDecodeError, plan
     from rekolab.video.every_frame import EveryFramePlan
 
+    numbered = numbered_video(tmp_path / "n.mp4", frames=60, size=(320, 240))  # x264 veryfast: B-frames
+    ts = untimed_ts(numbered, tmp_path / "untimed.ts", {2, 10, 11, 30})
+    scan = scan_packets(ts)
+    assert (scan.untimed, len(scan.placed), len(scan.pts), scan.missing()) == (4, 4, 60, None)
+    every = [(n, ms, read_frame_number(rgb)) for n, ms, rgb in EveryFramePlan(ts, max_width=None).frames()]
+    assert every == [(i, 40 * i, i) for i in range(60)]
+    for rate in (25, 5):
+        got = [(int(n), int(ms), read_frame_number(rgb)) for b in plan(ts, rate).batches(8, 2)
+               for n, ms, rgb in zip(b.indices, b.timestamps_ms, b.frames)]
+        assert got == [(i, 40 * i, i) for i in range(0, 60, 25 // rate)], rate
+    viewer = FrameSource(ts)  # the notebook's frame viewer and the exports read them alike
+    assert [read_frame_number(f) for _, f in viewer.frames(range(60))] == list(range(60))
+    assert read_frame_number(FrameSource(ts).frame(index=11)) == 11
+    last = untimed_ts(numbered, tmp_path / "last.ts", {59, 60})  # the last frames follow the last timed one
+    assert [(n, ms, read_frame_number(rgb)) for n, ms, rgb in EveryFramePlan(last, max_width=None).frames()] == [
+        (i, 40 * i, i) for i in range(60)]
+    # A real gap (frames 10 and 11 never were) and an untimed frame: which hole is it in?
+    gap = encoded_video(tmp_path / "gap.mp4", frames=30, size=(320, 240), pts=[*range(10), *range(12, 32)])
+    gap = untimed_ts(gap, tmp_path / "gap.ts", {5})
+    for decoder in (lambda p: plan(p, 5), EveryFramePlan):
+        with pytest.raises(VideoDecodeError, match=r"^1 of the video's 30 frames carry no timestamp of their own, "
+                                                   "and the other frames' times do not tell where they go"):
+            decoder(gap)
+
     small = encoded_video(tmp_path / "small.mpg", frames=100, fps=25, size=(96, 64), fmt="mpeg")
     scan = scan_packets(small)
-    assert scan.untimed > 50 and scan.untimed + len(scan.pts) == 100
+    assert scan.untimed > 50 and scan.untimed + len(scan.pts) == 100 and not scan.placed
     with pytest.raises(VideoDecodeError, match=rf"^{scan.untimed} of the video's 100 frames carry no "
                                                "timestamp .* re-encode it"):
         plan(small, 1)
@@ -309,7 +341,7 @@ def test_frames_without_a_time_of_their_own_and_frames_sharing_one(tmp_path):
         sampled = plan(big, rate)
         ms = [int(t) for b in sampled.batches(8, 2) for t in b.timestamps_ms]
         assert ms == [40 * int(i) for i in sampled.indices] and len(ms) == {1: 2, 2: 4, 25: 50}[rate], (rate, ms)
-    assert sum(1 for _ in EveryFramePlan(big).frames()) == 50
+    assert [ms for _, ms, _ in EveryFramePlan(big).frames()] == [40 * i for i in range(50)]
 
     fast = encoded_video(tmp_path / "fast.mkv", frames=300, fps=1200, size=(96, 64), fmt="matroska")
     scan = scan_packets(fast)
@@ -318,6 +350,9 @@ def test_frames_without_a_time_of_their_own_and_frames_sharing_one(tmp_path):
     ms = [int(t) for b in sampled.batches(16, 2) for t in b.timestamps_ms]
     assert ms == sorted(set(ms)) and len(ms) == len(set(scan.pts)), ms[:10]
     assert [n for n, _, _ in EveryFramePlan(fast).frames()] == list(range(300))
+    viewer, tied = FrameSource(fast), next(i for i in range(1, 300) if scan.pts[i] == scan.pts[i - 1])
+    assert np.array_equal(viewer.frame(index=tied), FrameSource(fast).frame(index=tied - 1))  # the first stands
+    assert [i for i, _ in viewer.frames(range(tied - 2, tied + 3))] == list(range(tied - 2, tied + 3))
 
 
 def test_mp4_files_joined_end_to_end_are_found_by_their_boxes(tmp_path):

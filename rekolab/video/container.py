@@ -240,10 +240,69 @@ def joined_files(path: str | Path, container, stream) -> str | None:
 
 
 def untimed_message(untimed: int, frames: int) -> str:
-    """Why a video some of whose frames carry no timestamp is not analysed."""
-    return (f"{untimed} of the video's {frames} frames carry no timestamp of their own (H.264 in MPEG-PS "
-            "puts several small frames in one packet, which carries one time), so they could not be "
-            "placed in time; re-encode it, e.g. ffmpeg -i in.mpg out.mp4")
+    """Why a video some of whose frames carry no timestamp (and the others' times do
+    not tell where they go, see :func:`placed_untimed`) is not analysed."""
+    return (f"{untimed} of the video's {frames} frames carry no timestamp of their own, and the other "
+            "frames' times do not tell where they go (FFmpeg's MPEG-PS muxer, for one, puts several "
+            "small H.264 frames in one packet, which carries one time), so they could not be placed "
+            "in time; re-encode it, e.g. ffmpeg -i in.mpg out.mp4")
+
+
+def placed_untimed(pts: list[int], untimed: int, step: int | None = None) -> list[int] | None:
+    """The times of ``untimed`` frames that carry none, from the one-frame holes the
+    timed frames' sorted ``pts`` leave: a gap of ``m + 1`` frame steps (``step``: the
+    packets' duration, else the median gap; within a quarter of a step) holds ``m``
+    frames, evenly spaced; frames left over follow the last timed one, a step apart.
+    An MPEG-TS (a PTS is only required every 0.7 s) leaves such frames, and the decoder
+    returns them in their place in presentation order with no time (MPEG-PS: see
+    :func:`placeable`). None where
+    the holes hold more frames than are untimed (a real gap in the video), or nothing
+    gives the step: then nothing says where they go."""
+    if not untimed:
+        return []
+    if not pts:
+        return None
+    gaps = [b - a for a, b in zip(pts, pts[1:])]
+    if not step or step <= 0:
+        step = sorted(gaps)[len(gaps) // 2] if gaps else 0
+    if step <= 0:
+        return None
+    placed = []
+    for a, gap in zip(pts, gaps):
+        frames = round(gap / step)
+        if frames >= 2 and abs(gap - frames * step) * 4 <= step:
+            placed += [a + round(j * gap / frames) for j in range(1, frames)]
+            if len(placed) > untimed:
+                return None
+    return placed + [pts[-1] + j * step for j in range(1, untimed - len(placed) + 1)]
+
+
+def placeable(container) -> bool:
+    """Whether frames without a time of their own can be placed by the holes they leave
+    (:func:`placed_untimed`): not in MPEG-PS (FFmpeg's ``mpeg`` demuxer, VOB included),
+    where one packet's time covers several frames and does not always go to the right one
+    (a numbered 640x360 H.264 VOB, 93 of 100 frames untimed, came out one frame off)."""
+    return container.format.name != "mpeg"
+
+
+def frame_step(durations: list[int]) -> int | None:
+    """The most common positive packet duration (the demuxer's frame step), or None."""
+    from collections import Counter
+
+    common = Counter(d for d in durations if d and d > 0).most_common(1)
+    return common[0][0] if common else None
+
+
+def next_placed(placed, last_pts: int | None) -> int | None:
+    """The placed time (:func:`placed_untimed`) of a decoded frame without one, coming
+    after the frame at ``last_pts``: the first placed time after it (frames come out
+    in presentation order). None where there is none, or nothing came before."""
+    import bisect
+
+    if last_pts is None or not placed:
+        return None
+    i = bisect.bisect_right(placed, last_pts)
+    return int(placed[i]) if i < len(placed) else None
 
 
 def out_of_order_message() -> str:
@@ -285,8 +344,11 @@ class PacketScan:
     #: that starts again less than a second before the first ends (``cat a.ts a.ts`` of short clips)
     repeat_ms: int | None = None
     #: packets holding a frame but no timestamp (H.264 in MPEG-PS packs several small frames
-    #: into one PES packet, which carries one time): such frames cannot be placed in time
+    #: into one PES packet, which carries one time)
     untimed: int = 0
+    #: the times those frames are given (:func:`placed_untimed`; in ``pts`` too), sorted;
+    #: fewer than ``untimed`` where they could not be placed
+    placed: tuple = ()
     #: the container's duration counts from time zero, not from the first frame (Matroska)
     counts_from_zero: bool = False
     #: (pts, dts) of the packets flagged keyframes, by pts: where a decode can start
@@ -312,7 +374,7 @@ class PacketScan:
             return self.joined
         if self.restart_ms is not None:
             return restart_message(self.restart_ms)
-        if self.untimed:
+        if self.untimed and len(self.placed) != self.untimed:
             return untimed_message(self.untimed, self.untimed + len(self.pts))
         if self.repeat_ms is not None:
             return (f"the video's timestamps repeat: two frames are at {self.repeat_ms} ms (streams joined "
@@ -353,12 +415,13 @@ def scan_packets(path: str | Path) -> PacketScan:
     try:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base)
-        pts, end, keyframes, untimed, latest_dts, back = [], None, [], 0, None, False
+        pts, end, keyframes, untimed, latest_dts, back, durations = [], None, [], 0, None, False, []
         restart, watch = None, RestartWatch(int(1 / time_base) if time_base else 0)
         try:
             for p in container.demux(stream):
                 if not p.size or p.is_corrupt:
                     continue
+                durations.append(p.duration)
                 if p.pts is None:
                     untimed += 1
                     continue
@@ -378,6 +441,10 @@ def scan_packets(path: str | Path) -> PacketScan:
         except Exception as exc:  # a demuxer error part-way: what was read is what is present
             log.info("demuxing %s stopped: %r", path, exc)
         pts.sort()
+        placed = placed_untimed(pts, untimed, frame_step(durations)) if placeable(container) else None
+        placed = placed or []
+        if placed:
+            pts = sorted(pts + placed)
         repeat = next((a for a, b in zip(pts, pts[1:]) if a == b), None) if back else None
         start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
         end_ms = 0 if end is None else int((end - start) * time_base * 1000)
@@ -389,7 +456,8 @@ def scan_packets(path: str | Path) -> PacketScan:
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
-                          restart_ms=restart_ms, repeat_ms=repeat_ms, untimed=untimed, keyframes=tuple(sorted(keyframes)),
+                          restart_ms=restart_ms, repeat_ms=repeat_ms, untimed=untimed,
+                          placed=tuple(placed), keyframes=tuple(sorted(keyframes)),
                           counts_from_zero="matroska" in container.format.name,
                           joined=joined_files(path, container, stream))
     finally:

@@ -52,7 +52,7 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import MAX_DURATION_MS, VideoMetadata, out_of_order_message, probe, scan_packets
+from .container import MAX_DURATION_MS, VideoMetadata, next_placed, out_of_order_message, probe, scan_packets
 
 __all__ = [
     "DEFAULT_SAMPLE_RATE",
@@ -155,6 +155,7 @@ class DecodePlan:
     pts: np.ndarray  # (M,) their PTS in the stream's time base
     size: tuple[int, int]  # (width, height) frames are returned at, as displayed
     keyframes: tuple = ()  # (pts, dts) of the keyframes, by pts (PacketScan.keyframes)
+    placed: tuple = ()  # the times given to frames that carry none (PacketScan.placed)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -219,12 +220,11 @@ def plan(path: str | Path, sample_rate: float = DEFAULT_SAMPLE_RATE,
         raise VideoDecodeError("the video has no frames")
     frame_ms = np.asarray(scan.ms(), dtype=np.int64)
     pts = np.asarray(scan.pts, dtype=np.int64)
+    # Of frames sharing a time (Matroska stores whole ms: above 1000 fps two frames can), the
+    # first is sampled (searchsorted's left side), and the decoder lets the first stand.
     indices = sampled_frames(frame_ms, first_decodable(pts, scan.keyframes), sample_rate)
-    # Frames sharing a time (Matroska stores whole ms: above 1000 fps two frames can) are told
-    # apart by nothing the decoder returns: the first of them stands for all.
-    indices = np.unique(np.searchsorted(pts, pts[indices]))
     return DecodePlan(path, indices, frame_ms[indices], pts[indices],
-                      decode_size(meta.frame_width, meta.frame_height), scan.keyframes)
+                      decode_size(meta.frame_width, meta.frame_height), scan.keyframes, scan.placed)
 
 
 def first_decodable(pts: np.ndarray, keyframes) -> int:
@@ -374,8 +374,10 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
                 first_packet = False
                 for frame in packet.decode():
                     pts = frame.pts
-                    if pts is None:
-                        continue
+                    if pts is None:  # a frame without a time of its own: the next hole it fills
+                        pts = next_placed(plan.placed, last_pts)
+                        if pts is None:
+                            continue
                     if target is not None and k_next == 0 and pts > first:
                         return False  # the seek landed past the first sampled frame
                     if last_pts is not None and pts <= last_pts:
@@ -383,7 +385,12 @@ def _decode_from(plan: DecodePlan, stop: threading.Event, beat, target, convert)
                             continue
                         raise VideoDecodeError(out_of_order_message())
                     if dropped is not None:
-                        raise VideoDecodeError(dropped)
+                        # A time going back above says decode-order times; the next keyframe
+                        # (past any reordering) without one says the frame was dropped.
+                        if frame.key_frame:
+                            raise VideoDecodeError(dropped)
+                        last_pts = pts
+                        continue
                     last_pts = pts
                     k = want.get(pts)
                     if k is None:

@@ -14,6 +14,9 @@ analyzer can ask for it (``decode_plan(path)``) without a second job machinery.
 * ``indices`` are 0-based frame numbers in presentation order (as the sampled decoder's);
 * ``timestamps_ms`` are each frame's PTS in whole ms from the stream's start
   time, rounded down, computed in integers from the frame's PTS and time base;
+* a frame that carries no time of its own (MPEG-TS) gets the time of the
+  one-frame hole the others leave (:func:`~rekolab.video.container.placed_untimed`,
+  as the sampled decoder does); where the holes do not account for them, the file is refused;
 * frames are RGB uint8, scaled by FFmpeg's swscale to at most ``max_width``
   pixels wide (aspect kept, even sizes), so memory stays bounded by the batch;
   FFmpeg decodes with frame threads and swscale converts on the decode thread
@@ -37,7 +40,8 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import RestartWatch, joined_files, out_of_order_message, restart_message, untimed_message
+from .container import (RestartWatch, frame_step, joined_files, next_placed, placeable, out_of_order_message, placed_untimed, restart_message,
+                        untimed_message)
 from .decode import FrameBatch, VideoDecodeError, prefetched
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
@@ -73,7 +77,7 @@ class EveryFramePlan:
             raise VideoDecodeError("the video has no frames")
         if self._joined is not None:
             raise VideoDecodeError(self._joined)
-        if self.untimed:
+        if self._placed is None:
             raise VideoDecodeError(untimed_message(self.untimed, self.count))
 
     def _count_packets(self, container) -> None:
@@ -83,10 +87,18 @@ class EveryFramePlan:
                                               self.max_width)
         self._stored = (self.width, self.height)  # until the first frame says it is rotated
         self.count = self.untimed = 0
+        timed, durations = [], []
         for p in container.demux(stream):
             if p.size:
                 self.count += 1
-                self.untimed += p.pts is None
+                durations.append(p.duration)
+                if p.pts is not None:
+                    timed.append(p.pts)
+                elif not p.is_corrupt:  # as scan_packets counts them
+                    self.untimed += 1
+        # The times of the frames that carry none, from the holes they leave (None: unplaceable).
+        self._placed = (placed_untimed(sorted(timed), self.untimed, frame_step(durations))
+                        if placeable(container) else None if self.untimed else [])
         self._joined = joined_files(self.path, container, stream)
 
     def __len__(self) -> int:
@@ -111,20 +123,27 @@ class EveryFramePlan:
                 for frame in _decoded(container, stream, beat):
                     if stop is not None and stop.is_set():
                         return
-                    pts = frame.pts if frame.pts is not None else frame.dts
+                    pts = frame.pts
+                    if pts is None:  # a frame without a time of its own: the next hole it fills
+                        pts = next_placed(self._placed, last_pts)
+                    timed = pts is not None
+                    if not timed and self.untimed:  # before the first timed frame: nowhere to go
+                        raise VideoDecodeError(untimed_message(self.untimed, self.count))
+                    if not timed:
+                        pts = frame.dts
                     if start is None:
                         start = pts or 0
                     ms = (pts - start) * tb.numerator * 1000 // tb.denominator if pts is not None else 0
-                    if frame.pts is not None:
+                    if timed:
                         if watch.starts_again(ms, frame.key_frame):
                             raise VideoDecodeError(restart_message(watch.latest))
                         # Frames come out in presentation order: a time that goes back is a
                         # container that stores decode-order times (AVI with B-frames), or a
                         # second stream starting less than a second before the first ends.
                         # (MPEG-PS splits a packet in two with one time: equal times are not refused.)
-                        if last_pts is not None and frame.pts < last_pts:
+                        if last_pts is not None and pts < last_pts:
                             raise VideoDecodeError(out_of_order_message())
-                        last_pts = frame.pts
+                        last_pts = pts
                     if n == 0:
                         self._orient(frame)
                     try:

@@ -31,12 +31,12 @@ _RUN_FRAMES = 4096
 
 class _Run:
     """An open forward decode of frames ``start`` to ``end`` (exclusive): ``frames`` yields
-    ``(k, av.VideoFrame)`` for frame ``start + k``; ``next`` is the next one it yields."""
+    ``(k, av.VideoFrame)`` for frame ``numbers[k]``; ``next`` is the next one it yields."""
 
-    __slots__ = ("frames", "start", "next", "end")
+    __slots__ = ("frames", "numbers", "start", "next", "end")
 
-    def __init__(self, frames, start: int, end: int):
-        self.frames, self.start, self.next, self.end = frames, start, start, end
+    def __init__(self, frames, numbers, start: int, end: int):
+        self.frames, self.numbers, self.start, self.next, self.end = frames, numbers, start, start, end
 
 
 class FrameSource:
@@ -65,6 +65,10 @@ class FrameSource:
         self._key_frames = np.searchsorted(self._pts, kf)
         self._key_of = self._key_frames[np.maximum(np.searchsorted(kf, self._pts, "right") - 1, 0)]
         self.first_decodable = first_decodable(self._pts, scan.keyframes)
+        #: the first frame sharing each frame's PTS (Matroska's whole ms above 1000 fps): the
+        #: decoder tells such frames apart by nothing, so the first stands for all (as in jobs)
+        self._first_of = np.searchsorted(self._pts, self._pts, side="left")
+        self._placed = scan.placed
         #: (width, height) of the frames, as displayed
         self.size = (meta.frame_width, meta.frame_height)
         self._convert = _Converter(self.size)
@@ -140,13 +144,14 @@ class FrameSource:
     def _read(self, index: int) -> np.ndarray:
         """Frame ``index`` from the open reading position when it is ahead with no keyframe
         between, else from a new one started at the keyframe before it."""
+        index = int(self._first_of[index])
         run = self._run
         if run is None or not (run.next <= index < run.end and self._key_of[index] <= run.next):
             self._start_run(index)
         run = self._run
         try:
             for k, decoded in run.frames:
-                run.next = run.start + k + 1
+                run.next = int(run.numbers[k]) + 1
                 if run.next - 1 == index:
                     return self._convert(decoded)
         except BaseException:  # a decode error, an interrupt: the next read starts afresh
@@ -164,10 +169,10 @@ class FrameSource:
         later = self._key_frames[self._key_frames > index]  # up to the _RUN_KEYFRAMES-th keyframe after it
         end = int(later[_RUN_KEYFRAMES - 1]) if len(later) >= _RUN_KEYFRAMES else len(self)
         end = min(end, index + _RUN_FRAMES)
-        frames = np.arange(index, end)
+        frames = np.unique(self._first_of[index:end])
         plan = DecodePlan(self.path, frames, self.timestamps_ms[frames], self._pts[frames], self.size,
-                          self._keyframes)
-        self._run = _Run(_decode_sampled(plan, threading.Event(), convert=lambda f: f), index, end)
+                          self._keyframes, self._placed)
+        self._run = _Run(_decode_sampled(plan, threading.Event(), convert=lambda f: f), frames, index, end)
 
     def _end_run(self) -> None:
         if self._run is not None:
