@@ -248,11 +248,17 @@ def untimed_message(untimed: int, frames: int) -> str:
             "in time; re-encode it, e.g. ffmpeg -i in.mpg out.mp4")
 
 
-def placed_untimed(pts: list[int], untimed: int, step: int | None = None) -> list[int] | None:
+#: How many frame steps from its packet's neighbour in file order a frame without a time may
+#: be placed: B-frames reorder within a few frames, never across a whole GOP.
+PLACE_WITHIN_STEPS = 16
+
+
+def placed_untimed(pts: list[int], untimed: int, step: int | None = None,
+                   near: list[int | None] | None = None) -> list[int] | None:
     """The times of ``untimed`` frames that carry none, from the one-frame holes the
     timed frames' sorted ``pts`` leave: a gap of ``m + 1`` frame steps (``step``: the
     packets' duration, else the median gap; within a quarter of a step) holds ``m``
-    frames, evenly spaced; frames left over follow the last timed one, a step apart.
+    frames, evenly spaced; ``near`` (see below) keeps a real gap from taking them.
     An MPEG-TS (a PTS is only required every 0.7 s) leaves such frames, and the decoder
     returns them in their place in presentation order with no time (MPEG-PS: see
     :func:`placeable`). None where
@@ -274,7 +280,16 @@ def placed_untimed(pts: list[int], untimed: int, step: int | None = None) -> lis
             placed += [a + round(j * gap / frames) for j in range(1, frames)]
             if len(placed) > untimed:
                 return None
-    return placed + [pts[-1] + j * step for j in range(1, untimed - len(placed) + 1)]
+    # Exactly as many frames as holes, or nothing: leftovers could be before the first timed
+    # frame (a TS cut mid-GOP) or after the last, and a real gap could have taken their place.
+    if len(placed) != untimed:
+        return None
+    # ``near``: for each untimed packet, in file order, the time of the timed packet before it.
+    # Its frame is shown within a few frames of that one; a hole far away is a real gap.
+    if near is not None and (len(near) != untimed or any(
+            n is None or abs(slot - n) > PLACE_WITHIN_STEPS * step for slot, n in zip(placed, near))):
+        return None
+    return placed
 
 
 def placeable(container) -> bool:
@@ -416,6 +431,7 @@ def scan_packets(path: str | Path) -> PacketScan:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base)
         pts, end, keyframes, untimed, latest_dts, back, durations = [], None, [], 0, None, False, []
+        near, last_timed = [], None  # for each untimed packet, the time of the timed one before it
         restart, watch = None, RestartWatch(int(1 / time_base) if time_base else 0)
         try:
             for p in container.demux(stream):
@@ -424,7 +440,9 @@ def scan_packets(path: str | Path) -> PacketScan:
                 durations.append(p.duration)
                 if p.pts is None:
                     untimed += 1
+                    near.append(last_timed)
                     continue
+                last_timed = p.pts
                 # Decode times only go forward in one stream: one that goes back is a second
                 # part starting again. (Equal ones are not: MPEG-PS splits a packet in two with
                 # the same times; Matroska's whole-ms times round two frames above 1000 fps to one.)
@@ -441,7 +459,7 @@ def scan_packets(path: str | Path) -> PacketScan:
         except Exception as exc:  # a demuxer error part-way: what was read is what is present
             log.info("demuxing %s stopped: %r", path, exc)
         pts.sort()
-        placed = placed_untimed(pts, untimed, frame_step(durations)) if placeable(container) else None
+        placed = placed_untimed(pts, untimed, frame_step(durations), near) if placeable(container) else None
         placed = placed or []
         if placed:
             pts = sorted(pts + placed)

@@ -56,6 +56,11 @@ class FrameSource:
         scan = scan_packets(self.path)
         #: Each frame's PTS in ms from the video stream's start, rounded down: the
         #: jobs' Timestamps (``DecodePlan.timestamps_ms``).
+        if scan.untimed and len(scan.placed) != scan.untimed:  # frame numbers would be off
+            from ..video.container import untimed_message
+            from ..video.decode import VideoDecodeError
+
+            raise VideoDecodeError(untimed_message(scan.untimed, scan.untimed + len(scan.pts)))
         self.timestamps_ms = np.asarray(scan.ms(), dtype=np.int64)
         self._pts = np.asarray(scan.pts, dtype=np.int64)
         self._keyframes = scan.keyframes
@@ -76,6 +81,7 @@ class FrameSource:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._run: _Run | None = None
+        self._last: tuple[int, np.ndarray] | None = None  # the frame last decoded, by number
 
     def __len__(self) -> int:
         return len(self.timestamps_ms)
@@ -144,7 +150,10 @@ class FrameSource:
     def _read(self, index: int) -> np.ndarray:
         """Frame ``index`` from the open reading position when it is ahead with no keyframe
         between, else from a new one started at the keyframe before it."""
-        index = int(self._first_of[index])
+        first = int(self._first_of[index])
+        if first != index and self._last is not None and self._last[0] == first:
+            return self._last[1]  # a tie of the frame just read: no new run from its keyframe
+        index = first
         run = self._run
         if run is None or not (run.next <= index < run.end and self._key_of[index] <= run.next):
             self._start_run(index)
@@ -153,7 +162,8 @@ class FrameSource:
             for k, decoded in run.frames:
                 run.next = int(run.numbers[k]) + 1
                 if run.next - 1 == index:
-                    return self._convert(decoded)
+                    self._last = (index, self._convert(decoded))
+                    return self._last[1]
         except BaseException:  # a decode error, an interrupt: the next read starts afresh
             self._end_run()
             raise
