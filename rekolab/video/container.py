@@ -261,8 +261,8 @@ def placed_untimed(pts: list[int], untimed: int, step: int | None = None,
     frames, evenly spaced; ``near`` (see below) keeps a real gap from taking them.
     An MPEG-TS (a PTS is only required every 0.7 s) leaves such frames, and the decoder
     returns them in their place in presentation order with no time (MPEG-PS: see
-    :func:`placeable`). None where
-    the holes hold more frames than are untimed (a real gap in the video), or nothing
+    :func:`placeable`). None where the holes do not hold exactly the untimed frames (some
+    before the first timed frame or after the last, a real gap in the video), or nothing
     gives the step: then nothing says where they go."""
     if not untimed:
         return []
@@ -306,6 +306,34 @@ def frame_step(durations: list[int]) -> int | None:
 
     common = Counter(d for d in durations if d and d > 0).most_common(1)
     return common[0][0] if common else None
+
+
+class UntimedFrames:
+    """The frames whose packet carries no time, noted packet by packet in file order (the
+    demux loops of :func:`scan_packets` and of the every-frame decoder), and the times
+    they are placed at (:func:`placed_untimed`)."""
+
+    def __init__(self):
+        self.count, self._durations, self._near, self._last = 0, [], [], None
+
+    def add(self, packet) -> bool:
+        """Note one complete packet; True when it carries a time."""
+        self._durations.append(packet.duration)
+        if packet.pts is None:
+            self.count += 1
+            self._near.append(self._last)  # the timed packet before it, in file order
+            return False
+        self._last = packet.pts
+        return True
+
+    def placed(self, pts: list[int], container) -> list[int] | None:
+        """Their times, given the timed frames' sorted ``pts`` ([] when there are none;
+        None when they cannot be placed)."""
+        if not self.count:
+            return []
+        if not placeable(container):
+            return None
+        return placed_untimed(pts, self.count, frame_step(self._durations), self._near)
 
 
 def next_placed(placed, last_pts: int | None) -> int | None:
@@ -381,6 +409,13 @@ class PacketScan:
         num, den = self.time_base.numerator, self.time_base.denominator
         return [(p - self.start) * num * 1000 // den for p in self.pts]
 
+    def unplaced(self) -> str | None:
+        """Why the frames carrying no time could not be placed (then every frame after one
+        would be numbered wrong), or None."""
+        if self.untimed and len(self.placed) != self.untimed:
+            return untimed_message(self.untimed, self.untimed + len(self.pts))
+        return None
+
     def missing(self) -> str | None:
         """A sentence saying how much of the declared video is absent, or would not be
         analysed (the part after a timestamp restart, or a second file joined to the
@@ -389,8 +424,9 @@ class PacketScan:
             return self.joined
         if self.restart_ms is not None:
             return restart_message(self.restart_ms)
-        if self.untimed and len(self.placed) != self.untimed:
-            return untimed_message(self.untimed, self.untimed + len(self.pts))
+        unplaced = self.unplaced()
+        if unplaced is not None:
+            return unplaced
         if self.repeat_ms is not None:
             return (f"the video's timestamps repeat: two frames are at {self.repeat_ms} ms (streams joined "
                     "end to end?), so the frames could not be placed in time; split it where the second "
@@ -430,19 +466,14 @@ def scan_packets(path: str | Path) -> PacketScan:
     try:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base)
-        pts, end, keyframes, untimed, latest_dts, back, durations = [], None, [], 0, None, False, []
-        near, last_timed = [], None  # for each untimed packet, the time of the timed one before it
+        pts, end, keyframes, untimed, latest_dts, back = [], None, [], UntimedFrames(), None, False
         restart, watch = None, RestartWatch(int(1 / time_base) if time_base else 0)
         try:
             for p in container.demux(stream):
                 if not p.size or p.is_corrupt:
                     continue
-                durations.append(p.duration)
-                if p.pts is None:
-                    untimed += 1
-                    near.append(last_timed)
+                if not untimed.add(p):
                     continue
-                last_timed = p.pts
                 # Decode times only go forward in one stream: one that goes back is a second
                 # part starting again. (Equal ones are not: MPEG-PS splits a packet in two with
                 # the same times; Matroska's whole-ms times round two frames above 1000 fps to one.)
@@ -459,8 +490,7 @@ def scan_packets(path: str | Path) -> PacketScan:
         except Exception as exc:  # a demuxer error part-way: what was read is what is present
             log.info("demuxing %s stopped: %r", path, exc)
         pts.sort()
-        placed = placed_untimed(pts, untimed, frame_step(durations), near) if placeable(container) else None
-        placed = placed or []
+        placed = untimed.placed(pts, container) or []
         if placed:
             pts = sorted(pts + placed)
         repeat = next((a for a, b in zip(pts, pts[1:]) if a == b), None) if back else None
@@ -474,7 +504,7 @@ def scan_packets(path: str | Path) -> PacketScan:
             declared_ms = _declared_ms(container, stream)
         return PacketScan(pts=pts, start=start, time_base=time_base,
                           declared_frames=int(stream.frames or 0), declared_ms=declared_ms, end_ms=end_ms,
-                          restart_ms=restart_ms, repeat_ms=repeat_ms, untimed=untimed,
+                          restart_ms=restart_ms, repeat_ms=repeat_ms, untimed=untimed.count,
                           placed=tuple(placed), keyframes=tuple(sorted(keyframes)),
                           counts_from_zero="matroska" in container.format.name,
                           joined=joined_files(path, container, stream))

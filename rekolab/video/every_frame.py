@@ -40,8 +40,8 @@ from typing import Iterator
 import numpy as np
 
 from ..models import require
-from .container import (RestartWatch, frame_step, joined_files, next_placed, out_of_order_message, placeable,
-                        placed_untimed, restart_message, untimed_message)
+from .container import (RestartWatch, UntimedFrames, joined_files, next_placed, out_of_order_message, restart_message,
+                        untimed_message)
 from .decode import FrameBatch, VideoDecodeError, prefetched
 
 __all__ = ["EveryFramePlan", "every_frame_plan", "scaled_size"]
@@ -86,22 +86,15 @@ class EveryFramePlan:
         self.width, self.height = scaled_size(stream.codec_context.width, stream.codec_context.height,
                                               self.max_width)
         self._stored = (self.width, self.height)  # until the first frame says it is rotated
-        self.count = self.untimed = 0
-        timed, durations, near = [], [], []
+        self.count, timed, untimed = 0, [], UntimedFrames()
         for p in container.demux(stream):
             if p.size:
                 self.count += 1
-                if p.is_corrupt:  # as scan_packets counts them
-                    continue
-                durations.append(p.duration)
-                if p.pts is not None:
+                if not p.is_corrupt and untimed.add(p):  # corrupt ones: as scan_packets counts them
                     timed.append(p.pts)
-                else:
-                    self.untimed += 1
-                    near.append(timed[-1] if timed else None)
+        self.untimed = untimed.count
         # The times of the frames that carry none, from the holes they leave (None: unplaceable).
-        self._placed = (placed_untimed(sorted(timed), self.untimed, frame_step(durations), near)
-                        if placeable(container) else None if self.untimed else [])
+        self._placed = untimed.placed(sorted(timed), container)
         self._joined = joined_files(self.path, container, stream)
 
     def __len__(self) -> int:

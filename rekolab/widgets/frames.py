@@ -54,13 +54,12 @@ class FrameSource:
         self.path = Path(path)
         meta = probe(self.path)  # refuses what a job's Start refuses, in words
         scan = scan_packets(self.path)
-        #: Each frame's PTS in ms from the video stream's start, rounded down: the
-        #: jobs' Timestamps (``DecodePlan.timestamps_ms``).
-        if scan.untimed and len(scan.placed) != scan.untimed:  # frame numbers would be off
-            from ..video.container import untimed_message
+        if scan.unplaced() is not None:  # frame numbers would be off
             from ..video.decode import VideoDecodeError
 
-            raise VideoDecodeError(untimed_message(scan.untimed, scan.untimed + len(scan.pts)))
+            raise VideoDecodeError(scan.unplaced())
+        #: Each frame's PTS in ms from the video stream's start, rounded down: the
+        #: jobs' Timestamps (``DecodePlan.timestamps_ms``).
         self.timestamps_ms = np.asarray(scan.ms(), dtype=np.int64)
         self._pts = np.asarray(scan.pts, dtype=np.int64)
         self._keyframes = scan.keyframes
